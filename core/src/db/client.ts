@@ -1,0 +1,17 @@
+// Prisma Client over node-postgres (no native engine needed at runtime), plus the raw pg pool
+// for the few places that want hand-written SQL (ledger row locks, health checks).
+import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
+import { PrismaClient } from '../generated/prisma/client.ts';
+
+export { PrismaClient };
+export * as PrismaTypes from '../generated/prisma/client.ts';
+
+export function createPrisma(databaseUrl: string, options: { max?: number } = {}): PrismaClient {
+  const adapter = new PrismaPg({ connectionString: databaseUrl, max: options.max ?? 10 });
+  return new PrismaClient({ adapter });
+}
+
+export function createPgPool(databaseUrl: string, max = 10): pg.Pool {
+  return new pg.Pool({ connectionString: databaseUrl, max });
+}
