@@ -1,4 +1,9 @@
 export default defineAppConfig({
+  brand: {
+    name: 'DeepSpace',
+    product: 'Workflows',
+    icon: 'i-lucide-orbit'
+  },
   ui: {
     colors: {
       primary: 'indigo',

@@ -5,7 +5,8 @@ import pg from 'pg';
 import { PrismaClient } from '../generated/prisma/client.ts';
 
 export { PrismaClient };
-export * as PrismaTypes from '../generated/prisma/client.ts';
+export { Prisma } from '../generated/prisma/client.ts';
+export type * as Models from '../generated/prisma/client.ts';
 
 export function createPrisma(databaseUrl: string, options: { max?: number } = {}): PrismaClient {
   const adapter = new PrismaPg({ connectionString: databaseUrl, max: options.max ?? 10 });

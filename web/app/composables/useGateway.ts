@@ -1,5 +1,3 @@
-import { FetchError } from 'ofetch'
-
 /**
  * The one client for the DeepSpace gateway. Nothing else in the app calls `fetch`.
  *
@@ -48,10 +46,21 @@ const HTTP_MESSAGES: Record<number, string> = {
   503: 'The gateway is unavailable.'
 }
 
+/** The parts of ofetch's `FetchError` we read (duck-typed: ofetch is nuxt's, not ours). */
+interface FetchErrorLike extends Error {
+  data?: unknown
+  status?: number
+  statusCode?: number
+}
+
+function isFetchError(value: unknown): value is FetchErrorLike {
+  return value instanceof Error && value.name === 'FetchError'
+}
+
 /** Turn anything `$fetch` can throw into a `GatewayError`. */
 export function toGatewayError(cause: unknown): GatewayError {
   if (cause instanceof GatewayError) return cause
-  if (cause instanceof FetchError) {
+  if (isFetchError(cause)) {
     const status = cause.statusCode ?? cause.status ?? 0
     if (isGatewayErrorBody(cause.data)) {
       const { code, message, trace_id } = cause.data.error

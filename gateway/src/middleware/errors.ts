@@ -1,0 +1,52 @@
+// The one place errors become responses: `{ error: { code, message, trace_id, details? } }`.
+// Unknown errors are logged with their stack and answered as a generic 500 (no stack to clients).
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { AppError, isAppError } from '@deepspace/core';
+
+export function errorBody(error: AppError, traceId: string) {
+  return {
+    error: {
+      code: error.code,
+      message: error.message,
+      trace_id: traceId,
+      ...(error.details ? { details: error.details } : {}),
+    },
+  };
+}
+
+/** Maps body-parser and other http-errors style failures to stable codes. */
+function fromHttpError(error: { type?: string; status?: number; statusCode?: number; message?: string }): AppError | undefined {
+  switch (error.type) {
+    case 'entity.parse.failed':
+      return new AppError('invalid_json', 'Request body is not valid JSON');
+    case 'entity.too.large':
+      return new AppError('payload_too_large', 'Request body is too large');
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new AppError('unsupported_media_type', 'Unsupported body encoding');
+    case 'request.aborted':
+      return new AppError('bad_request', 'Request was aborted');
+  }
+  const status = error.status ?? error.statusCode;
+  if (status && status >= 400 && status < 500) return new AppError('bad_request', error.message ?? 'Bad request');
+  return undefined;
+}
+
+export const errorHandler: ErrorRequestHandler = (err, _req, res, _next) => {
+  const traceId = res.locals.traceId ?? 'unknown';
+  const appError = isAppError(err) ? err : fromHttpError(err as object);
+  if (appError) {
+    if (appError.status >= 500) res.locals.log?.error({ err, code: appError.code }, appError.message);
+    for (const [name, value] of Object.entries(appError.headers ?? {})) res.setHeader(name, value);
+    if (res.headersSent) return void res.end();
+    res.status(appError.status).json(errorBody(appError, traceId));
+    return;
+  }
+  res.locals.log?.error({ err }, 'unhandled error');
+  if (res.headersSent) return void res.end();
+  res.status(500).json(errorBody(new AppError('internal_error', 'Internal error'), traceId));
+};
+
+export const notFoundHandler: RequestHandler = (req, _res, next) => {
+  next(new AppError('not_found', `No route for ${req.method} ${req.path}`));
+};

@@ -1,0 +1,51 @@
+// Liveness (`/healthz`: the process answers) and readiness (`/readyz`: PostgreSQL, Redis and
+// Temporal all answer within a deadline). Readiness is what load balancers and `npm start` wait on.
+import { Router } from 'express';
+import type { GatewayDeps } from '../deps.ts';
+
+const CHECK_TIMEOUT_MS = 2_000;
+
+interface CheckResult {
+  ok: boolean;
+  latency_ms: number;
+  error?: string;
+}
+
+async function timed(check: () => Promise<unknown>): Promise<CheckResult> {
+  const started = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      check(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
+      }),
+    ]);
+    return { ok: true, latency_ms: Math.round(performance.now() - started) };
+  } catch (error) {
+    return { ok: false, latency_ms: Math.round(performance.now() - started), error: (error as Error).message.split('\n')[0] };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function healthRoutes(deps: GatewayDeps): Router {
+  const router = Router();
+  router.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  router.get('/readyz', async (_req, res) => {
+    const [postgres, redis, temporal] = await Promise.all([
+      timed(() => deps.prisma.$queryRaw`SELECT 1`),
+      timed(() => deps.redis.ping()),
+      timed(() =>
+        deps.temporal.connection.withDeadline(Date.now() + CHECK_TIMEOUT_MS, () =>
+          deps.temporal.connection.workflowService.describeNamespace({ namespace: deps.config.temporal.namespace }),
+        ),
+      ),
+    ]);
+    const ready = postgres.ok && redis.ok && temporal.ok;
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ok' : 'unavailable', checks: { postgres, redis, temporal } });
+  });
+  return router;
+}

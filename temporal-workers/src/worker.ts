@@ -1,0 +1,45 @@
+// Builds the worker: one task queue, the workflow bundle from ./workflows, activities with deps.
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import type { AppConfig, Logger, PrismaClient } from '@deepspace/core';
+import { createActivities } from './activities/index.ts';
+
+export const WORKFLOWS_PATH = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
+
+export interface CreateWorkerOptions {
+  config: AppConfig;
+  connection: NativeConnection;
+  prisma: PrismaClient;
+  logger: Logger;
+  taskQueue?: string;
+  overrides?: Partial<WorkerOptions>;
+}
+
+export async function createWorker(options: CreateWorkerOptions): Promise<Worker> {
+  const identity = `${os.hostname()}:${process.pid}`;
+  return Worker.create({
+    connection: options.connection,
+    namespace: options.config.temporal.namespace,
+    taskQueue: options.taskQueue ?? options.config.temporal.taskQueue,
+    identity,
+    workflowsPath: WORKFLOWS_PATH,
+    activities: createActivities({ prisma: options.prisma, logger: options.logger, workerIdentity: identity }),
+    ...options.overrides,
+  });
+}
+
+/** Connects to Temporal, failing fast (instead of retrying forever) when it is unreachable. */
+export async function connectToTemporal(address: string, timeoutMs = 10_000): Promise<NativeConnection> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      NativeConnection.connect({ address }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer from Temporal at ${address} within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '@deepspace/core';
+
+describe('configuration', () => {
+  it('defaults give a working local configuration', () => {
+    const config = loadConfig({});
+    expect(config.databaseUrl).toMatch(/^postgresql:\/\//);
+    expect(config.temporal.address).toBe('127.0.0.1:7233');
+    expect(config.gateway.port).toBe(8080);
+    expect(config.storage.driver).toBe('local');
+    expect(config.upstream.baseUrl).toBeUndefined();
+  });
+
+  it('reports every wrong value on its own line, naming the variable', () => {
+    let error: unknown;
+    try {
+      loadConfig({ GATEWAY_PORT: '99999', DATABASE_URL: 'mysql://x', STORAGE_DRIVER: 'ftp', TEMPORAL_ADDRESS: 'nohost' });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems;
+    expect(problems).toHaveLength(4);
+    expect(problems.find((p) => p.startsWith('GATEWAY_PORT:'))).toContain('99999');
+    expect(problems.find((p) => p.startsWith('DATABASE_URL:'))).toContain('postgresql');
+    expect(problems.some((p) => p.startsWith('STORAGE_DRIVER:'))).toBe(true);
+    expect(problems.some((p) => p.startsWith('TEMPORAL_ADDRESS:'))).toBe(true);
+  });
+
+  it('s3 storage requires its endpoint, bucket and keys', () => {
+    expect(() => loadConfig({ STORAGE_DRIVER: 's3' })).toThrow(/S3_ENDPOINT: is required[\s\S]*S3_BUCKET[\s\S]*S3_ACCESS_KEY_ID[\s\S]*S3_SECRET_ACCESS_KEY/);
+    const ok = loadConfig({
+      STORAGE_DRIVER: 's3',
+      S3_ENDPOINT: 'http://127.0.0.1:9000',
+      S3_BUCKET: 'docs',
+      S3_ACCESS_KEY_ID: 'a',
+      S3_SECRET_ACCESS_KEY: 'b',
+    });
+    expect(ok.storage.s3.bucket).toBe('docs');
+  });
+
+  it('production refuses the development secrets and hides secret values in messages', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/SESSION_SECRET: must be set in production/);
+    try {
+      loadConfig({ SESSION_SECRET: 'short-secret' });
+      expect.unreachable();
+    } catch (e) {
+      expect((e as ConfigError).problems[0]).toBe('SESSION_SECRET: must be at least 32 characters (got "***")');
+    }
+  });
+
+  it('an upstream URL needs its API key', () => {
+    expect(() => loadConfig({ NEWAPI_BASE_URL: 'http://upstream.example/v1' })).toThrow(/NEWAPI_API_KEY: is required/);
+    expect(loadConfig({ NEWAPI_BASE_URL: 'http://upstream.example/v1', NEWAPI_API_KEY: 'k' }).upstream.baseUrl).toBe(
+      'http://upstream.example/v1',
+    );
+  });
+});

@@ -1,0 +1,65 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { describe, expect, it } from 'vitest';
+import { ROOT } from '../../scripts/lib/paths.ts';
+import { freePort } from '../../scripts/lib/services.ts';
+
+function runWorker(env: NodeJS.ProcessEnv) {
+  const child = spawn(process.execPath, [path.join(ROOT, 'temporal-workers/src/main.ts')], {
+    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, exit, output: () => output };
+}
+
+async function until(condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('worker process', () => {
+  it('exits non-zero with a clear log line when Temporal is unreachable at start', async () => {
+    const deadPort = await freePort();
+    const worker = runWorker({ TEMPORAL_ADDRESS: `127.0.0.1:${deadPort}` });
+    const code = await worker.exit;
+    expect(code).not.toBe(0);
+    expect(worker.output()).toContain('Temporal is unreachable');
+  });
+
+  it('logs its task queue, runs workflows end to end, and stops cleanly on SIGTERM', async () => {
+    const taskQueue = `worker-proc-${Date.now()}`;
+    const worker = runWorker({ TEMPORAL_TASK_QUEUE: taskQueue });
+    try {
+      await until(() => worker.output().includes('"msg":"worker started"'), 60_000);
+      const started = worker.output().split('\n').find((l) => l.includes('"msg":"worker started"'))!;
+      expect(JSON.parse(started).task_queue).toBe(taskQueue);
+
+      const connection = await Connection.connect({ address: process.env.TEMPORAL_ADDRESS! });
+      try {
+        const client = new Client({ connection });
+        const result = await client.workflow.execute('systemProbeWorkflow', {
+          taskQueue,
+          workflowId: `probe-${taskQueue}`,
+          args: [{ traceId: 'f'.repeat(32) }],
+        });
+        expect(result.traceId).toBe('f'.repeat(32));
+        expect(Date.parse(result.databaseTime)).not.toBeNaN();
+      } finally {
+        await connection.close();
+      }
+      worker.child.kill('SIGTERM');
+      expect(await worker.exit).toBe(0);
+      expect(worker.output()).toContain('worker stopped');
+    } finally {
+      worker.child.kill('SIGKILL');
+    }
+  });
+});

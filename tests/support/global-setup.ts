@@ -1,0 +1,58 @@
+// Real services for the whole test run: a fresh PostgreSQL database (migrated), a Temporal dev
+// server on free ports (in-memory), a per-run Redis key prefix and the upstream simulator over
+// HTTP. Test files read what they need from process.env (inherited by the test workers).
+import { randomBytes } from 'node:crypto';
+import { ensureDatabase, dropDatabase, migrate, createRedis } from '@deepspace/core';
+import { startSimulator } from '@deepspace/upstream-simulator';
+import { MIGRATIONS_DIR } from '../../scripts/lib/paths.ts';
+import { ensurePostgres, ensureRedis, freePort, startTemporalDevServer } from '../../scripts/lib/services.ts';
+
+export default async function setup() {
+  const runId = randomBytes(4).toString('hex');
+  const baseDb = process.env.TEST_DATABASE_BASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+  const dbUrl = new URL(baseDb);
+  dbUrl.pathname = `/deepspace_test_${runId}`;
+  const databaseUrl = dbUrl.toString();
+  const redisUrl = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+  const redisPrefix = `dstest:${runId}:`;
+
+  await ensurePostgres(databaseUrl);
+  await ensureRedis(redisUrl);
+  await ensureDatabase(databaseUrl);
+  await migrate(databaseUrl, MIGRATIONS_DIR);
+
+  const [temporalPort, uiPort] = [await freePort(), await freePort()];
+  const temporal = await startTemporalDevServer({ port: temporalPort, uiPort, ui: false });
+  const simulator = await startSimulator({ port: 0, apiKey: 'sim-test-key' });
+
+  Object.assign(process.env, {
+    NODE_ENV: 'test',
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: redisUrl,
+    REDIS_KEY_PREFIX: redisPrefix,
+    TEMPORAL_ADDRESS: temporal.address,
+    TEMPORAL_NAMESPACE: 'default',
+    TEMPORAL_TASK_QUEUE: `deepspace-test-${runId}`,
+    NEWAPI_BASE_URL: simulator.url,
+    NEWAPI_API_KEY: 'sim-test-key',
+    DS_TEST_RUN_ID: runId,
+  });
+
+  return async () => {
+    await simulator.close().catch(() => {});
+    await temporal.stop().catch(() => {});
+    const redis = createRedis(redisUrl, '');
+    try {
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${redisPrefix}*`, 'COUNT', 500);
+        cursor = next;
+        if (keys.length) await redis.del(...keys);
+      } while (cursor !== '0');
+    } finally {
+      redis.disconnect();
+    }
+    if (!process.env.KEEP_TEST_DB) await dropDatabase(databaseUrl);
+  };
+}

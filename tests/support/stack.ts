@@ -1,0 +1,83 @@
+// Helpers for test files: the config of this run (from global-setup's env), real clients, the
+// gateway app served on a free port, and an in-process Temporal worker on this run's task queue.
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
+import { createLogger, createPrisma, createRedis, loadConfig, type AppConfig, type PrismaClient, type Redis } from '@deepspace/core';
+import { createApp } from '../../gateway/src/app.ts';
+import type { GatewayDeps } from '../../gateway/src/deps.ts';
+import { createWorker } from '../../temporal-workers/src/worker.ts';
+
+export function testConfig(overrides: NodeJS.ProcessEnv = {}): AppConfig {
+  return loadConfig({ ...process.env, ...overrides });
+}
+
+export interface TestGateway {
+  url: string;
+  deps: GatewayDeps;
+  close(): Promise<void>;
+}
+
+export async function startTestGateway(overrides: NodeJS.ProcessEnv = {}): Promise<TestGateway> {
+  const config = testConfig(overrides);
+  const logger = createLogger('gateway-test', config.logLevel);
+  const prisma = createPrisma(config.databaseUrl, { max: 5 });
+  const redis = createRedis(config.redis.url, config.redis.keyPrefix);
+  const connection = Connection.lazy({ address: config.temporal.address });
+  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const deps: GatewayDeps = { config, logger, prisma, redis, temporal: { connection, client } };
+  const app = createApp(deps);
+  const server: Server = await new Promise((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    deps,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await Promise.allSettled([prisma.$disconnect(), redis.quit(), connection.close()]);
+    },
+  };
+}
+
+let runtimeInstalled = false;
+
+export interface TestWorker {
+  worker: Worker;
+  client: Client;
+  prisma: PrismaClient;
+  stop(): Promise<void>;
+}
+
+/** Runs a real worker in this test process until stop(). */
+export async function startTestWorker(overrides: NodeJS.ProcessEnv = {}): Promise<TestWorker> {
+  if (!runtimeInstalled) {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+    runtimeInstalled = true;
+  }
+  const config = testConfig(overrides);
+  const logger = createLogger('worker-test', config.logLevel);
+  const prisma = createPrisma(config.databaseUrl, { max: 5 });
+  const connection = await NativeConnection.connect({ address: config.temporal.address });
+  const worker = await createWorker({ config, connection, prisma, logger });
+  const running = worker.run();
+  const clientConnection = await Connection.connect({ address: config.temporal.address });
+  const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
+  return {
+    worker,
+    client,
+    prisma,
+    async stop() {
+      worker.shutdown();
+      await running;
+      await Promise.allSettled([connection.close(), clientConnection.close(), prisma.$disconnect()]);
+    },
+  };
+}
+
+export function testRedis(config: AppConfig = testConfig()): Redis {
+  return createRedis(config.redis.url, config.redis.keyPrefix);
+}
