@@ -62,6 +62,14 @@ const envSchema = z
     SESSION_SECRET: z.string().min(32, 'must be at least 32 characters').default(DEV_SECRET),
     API_KEY_PEPPER: z.string().min(32, 'must be at least 32 characters').default(DEV_SECRET),
     TRUST_PROXY: bool.default(false),
+
+    RATE_LIMIT_API_KEY_PER_MINUTE: z.coerce.number().int().min(1).default(600),
+    RATE_LIMIT_USER_PER_MINUTE: z.coerce.number().int().min(1).default(1200),
+    RATE_LIMIT_PROJECT_PER_MINUTE: z.coerce.number().int().min(1).default(3000),
+    RATE_LIMIT_ANONYMOUS_PER_MINUTE: z.coerce.number().int().min(1).default(60),
+    LOGIN_MAX_FAILURES: z.coerce.number().int().min(1).default(5),
+    LOGIN_LOCK_MINUTES: z.coerce.number().int().min(1).default(15),
+    SESSION_TTL_HOURS: z.coerce.number().int().min(1).default(24 * 7),
   })
   .superRefine((env, ctx) => {
     if (env.STORAGE_DRIVER === 's3') {
@@ -115,6 +123,17 @@ function toConfig(env: z.infer<typeof envSchema>) {
     ports: { web: env.WEB_PORT, admin: env.ADMIN_PORT, temporalUi: env.TEMPORAL_UI_PORT },
     publicWebUrl: env.PUBLIC_WEB_URL,
     secrets: { session: env.SESSION_SECRET, apiKeyPepper: env.API_KEY_PEPPER },
+    rateLimits: {
+      apiKeyPerMinute: env.RATE_LIMIT_API_KEY_PER_MINUTE,
+      userPerMinute: env.RATE_LIMIT_USER_PER_MINUTE,
+      projectPerMinute: env.RATE_LIMIT_PROJECT_PER_MINUTE,
+      anonymousPerMinute: env.RATE_LIMIT_ANONYMOUS_PER_MINUTE,
+    },
+    auth: {
+      loginMaxFailures: env.LOGIN_MAX_FAILURES,
+      loginLockMinutes: env.LOGIN_LOCK_MINUTES,
+      sessionTtlHours: env.SESSION_TTL_HOURS,
+    },
   };
 }
 

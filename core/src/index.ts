@@ -10,3 +10,4 @@ export * from './catalog.ts';
 export * from './db/client.ts';
 export * from './db/migrate.ts';
 export * from './seed.ts';
+export * from './billing/index.ts';

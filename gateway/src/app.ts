@@ -1,10 +1,18 @@
-// The Express application: the pipeline `trace → (auth → rate limit → policy) → handler`, then
-// the single error mapper. Routes are mounted per resource; every later feature plugs in here.
+// The Express application: trace → CORS → health → JSON body → the API router, whose every route
+// runs auth → rate limit → policy → validation → handler (http/router.ts), then the error mapper.
 import express, { type Express } from 'express';
 import type { GatewayDeps } from './deps.ts';
 import { errorHandler, notFoundHandler } from './middleware/errors.ts';
 import { traceMiddleware } from './middleware/trace.ts';
+import { loadOperations } from './http/openapi.ts';
+import { ApiRouter } from './http/router.ts';
+import { createServices } from './http/services.ts';
 import { healthRoutes } from './routes/health.ts';
+import { authRoutes } from './routes/auth.ts';
+import { orgRoutes } from './routes/orgs.ts';
+import { projectRoutes } from './routes/projects.ts';
+
+export const JSON_BODY_LIMIT = '1mb';
 
 export function createApp(deps: GatewayDeps): Express {
   const app = express();
@@ -15,10 +23,18 @@ export function createApp(deps: GatewayDeps): Express {
   app.use(traceMiddleware(deps.logger));
   app.use(corsMiddleware(deps.config.gateway.corsOrigins));
   app.use(healthRoutes(deps));
-  app.use(express.json({ limit: '1mb', strict: true }));
+  app.use(express.json({ limit: JSON_BODY_LIMIT, strict: true }));
+
+  const api = new ApiRouter(deps, createServices(deps), loadOperations());
+  api.servedElsewhere('healthz', 'readyz');
+  authRoutes(api);
+  orgRoutes(api);
+  projectRoutes(api);
+  api.assertComplete();
+  app.use(api.router);
 
   app.use(notFoundHandler);
-  app.use(errorHandler);
+  app.use(errorHandler(deps.prisma));
   return app;
 }
 
@@ -31,7 +47,7 @@ function corsMiddleware(origins: string[]): express.RequestHandler {
       res.setHeader('access-control-allow-origin', origin);
       res.setHeader('access-control-allow-credentials', 'true');
       res.setHeader('vary', 'Origin');
-      res.setHeader('access-control-expose-headers', 'x-trace-id, retry-after');
+      res.setHeader('access-control-expose-headers', 'x-trace-id, retry-after, idempotent-replayed');
       if (req.method === 'OPTIONS') {
         res.setHeader('access-control-allow-methods', 'GET, POST, PUT, PATCH, DELETE, OPTIONS');
         res.setHeader('access-control-allow-headers', 'authorization, content-type, idempotency-key, traceparent, last-event-id');

@@ -224,6 +224,53 @@ describe('upstream simulator: chat completions', () => {
     expect(viaDirective.choices[0]!.message.content).not.toContain('[[sim:');
   });
 
+  it('answers response_format json_schema / json_object with parseable, schema-shaped JSON', async () => {
+    const schema = {
+      type: 'object',
+      properties: {
+        title: { type: 'string' },
+        score: { type: 'integer', minimum: 1, maximum: 5 },
+        verdict: { type: 'string', enum: ['accept', 'reject'] },
+        tags: { type: 'array', items: { type: 'string' }, minItems: 2 },
+        author: { $ref: '#/$defs/person' },
+        optional: { type: 'string' },
+      },
+      required: ['title', 'score', 'verdict', 'tags', 'author'],
+      additionalProperties: false,
+      $defs: { person: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] } },
+    };
+    const req = {
+      model: 'sim-gpt-4o',
+      messages: MESSAGES,
+      response_format: { type: 'json_schema' as const, json_schema: { name: 'review', schema, strict: true } },
+    };
+    const res = await client.chat.completions.create(req);
+    const content = res.choices[0]!.message.content!;
+    const parsed = JSON.parse(content) as Record<string, unknown>;
+    expect(Object.keys(parsed).sort()).toEqual(['author', 'score', 'tags', 'title', 'verdict']);
+    expect(typeof parsed['title']).toBe('string');
+    expect(Number.isInteger(parsed['score'])).toBe(true);
+    expect(parsed['score']).toBeGreaterThanOrEqual(1);
+    expect(parsed['score']).toBeLessThanOrEqual(5);
+    expect(parsed['verdict']).toBe('accept');
+    expect((parsed['tags'] as unknown[]).length).toBeGreaterThanOrEqual(2);
+    expect(typeof (parsed['author'] as Record<string, unknown>)['name']).toBe('string');
+    expect(res.usage!.completion_tokens).toBe(count(content));
+
+    const stream = await client.chat.completions.create({ ...req, stream: true });
+    let streamed = '';
+    for await (const c of stream) streamed += c.choices[0]?.delta.content ?? '';
+    expect(streamed).toBe(content);
+
+    const cut = await client.chat.completions.create({ ...req, max_tokens: 4 });
+    expect(cut.choices[0]!.finish_reason).toBe('length');
+    expect(cut.usage!.completion_tokens).toBe(4);
+    expect(content.startsWith(cut.choices[0]!.message.content!)).toBe(true);
+
+    const obj = await client.chat.completions.create({ model: 'sim-gpt-4o', messages: MESSAGES, response_format: { type: 'json_object' } });
+    expect(JSON.parse(obj.choices[0]!.message.content!)).toHaveProperty('reply');
+  });
+
   it('rejects invalid requests with OpenAI-shaped 400/404 errors', async () => {
     const unknownModel = await catchError(client.chat.completions.create({ model: 'gpt-nope', messages: MESSAGES }));
     expect(unknownModel).toBeInstanceOf(NotFoundError);

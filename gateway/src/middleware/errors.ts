@@ -1,7 +1,8 @@
 // The one place errors become responses: `{ error: { code, message, trace_id, details? } }`.
 // Unknown errors are logged with their stack and answered as a generic 500 (no stack to clients).
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { AppError, isAppError } from '@deepspace/core';
+import { AppError, isAppError, type PrismaClient } from '@deepspace/core';
+import { writeAudit } from '../services/audit.ts';
 
 export function errorBody(error: AppError, traceId: string) {
   return {
@@ -32,7 +33,30 @@ function fromHttpError(error: { type?: string; status?: number; statusCode?: num
   return undefined;
 }
 
-export const errorHandler: ErrorRequestHandler = (err, _req, res, _next) => {
+const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/**
+ * Maps errors to responses. A mutating request that failed before any route audited it (bad JSON,
+ * oversized body, unknown route) still leaves an audit row with its trace id.
+ */
+export function errorHandler(prisma: PrismaClient): ErrorRequestHandler {
+  return async (err, req, res, next) => {
+    if (MUTATING.has(req.method) && !res.locals.audited) {
+      res.locals.audited = true;
+      const status = isAppError(err) ? err.status : (fromHttpError(err as object)?.status ?? 500);
+      await writeAudit(prisma, { traceId: res.locals.traceId, actor: undefined, ip: req.ip, userAgent: req.header('user-agent') }, {
+        action: 'http.rejected',
+        resourceType: 'http',
+        resourceId: `${req.method} ${req.path}`.slice(0, 200),
+        result: status === 401 || status === 403 || status === 429 ? 'denied' : 'failure',
+        details: { status },
+      }).catch((auditError) => res.locals.log?.error({ err: auditError }, 'audit write failed'));
+    }
+    respond(err, req, res, next);
+  };
+}
+
+const respond: ErrorRequestHandler = (err, _req, res, _next) => {
   const traceId = res.locals.traceId ?? 'unknown';
   const appError = isAppError(err) ? err : fromHttpError(err as object);
   if (appError) {

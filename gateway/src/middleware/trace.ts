@@ -10,6 +10,8 @@ declare global {
       traceId: string;
       log: Logger;
       startedAt: bigint;
+      /** Set once an audit row was written for this request. */
+      audited?: boolean;
     }
   }
 }

@@ -14,6 +14,7 @@ import { mergeControls, parseDirectives, parseHeaderControls, stripDirectives } 
 import type { RequestControls } from './controls.ts';
 import { embedText, toBase64, toFloatArray, truncateEmbedding } from './embeddings.ts';
 import { invalidRequest, modelNotFound, SimHttpError } from './errors.ts';
+import { generateStructured } from './structured.ts';
 import { readBody, sendError, sendJson, sleep, writeAndFlush, writeChunk } from './http-util.ts';
 import { DEFAULT_MODELS, modelObject, validateModels } from './models.ts';
 import { countTokens, decode, getEncoder } from './tokenizer.ts';
@@ -278,12 +279,16 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Ru
     if (applyImmediateFault(ctx, fault, chat.stream)) return;
 
     const { first, token } = latencies(controls, fault, cfg.firstTokenLatencyMs);
-    const completion = generateCompletion({
-      seed: conversationSeed(seedParts),
-      lastUserText: stripDirectives(chat.lastUserText),
-      naturalTokens: controls.outputTokens ?? cfg.defaultOutputTokens,
-      maxTokens: chat.maxTokens,
-    });
+    const seed = conversationSeed(seedParts);
+    const completion =
+      chat.responseFormat.type === 'text'
+        ? generateCompletion({
+            seed,
+            lastUserText: stripDirectives(chat.lastUserText),
+            naturalTokens: controls.outputTokens ?? cfg.defaultOutputTokens,
+            maxTokens: chat.maxTokens,
+          })
+        : generateStructured({ format: chat.responseFormat, seed, maxTokens: chat.maxTokens });
     const usage = usageObject(chat.promptTokens, completion.completionTokens);
     const id = newId('chatcmpl-');
     const created = Math.floor(Date.now() / 1000);
@@ -367,6 +372,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Ru
     }
     if (o.disconnect) {
       await sleep(20, signal);
+      ctx.req.socket.destroy();
       return;
     }
     if (!(await writeChunk(res, chunk({}, completion.finishReason), signal))) return;
@@ -411,10 +417,6 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Ru
     const controls = mergeControls(parseDirectives(texts.join('\n')), parseHeaderControls(ctx.req.headers));
     const fault = effectiveFault(ctx, controls, `${er.model}\u0000${JSON.stringify(texts)}`);
     if (applyImmediateFault(ctx, fault, false)) return;
-    if (fault === 'disconnect') {
-      ctx.req.socket.destroy();
-      return;
-    }
     const { first } = latencies(controls, fault, cfg.embeddingLatencyMs);
     if (!(await sleep(first, ctx.signal))) return;
 

@@ -1,5 +1,8 @@
 /** Validation of chat-completions and embeddings request bodies, producing OpenAI-shaped 400s. */
 import { invalidRequest } from './errors.ts';
+import { parseResponseFormat } from './structured.ts';
+import type { ResponseFormat } from './structured.ts';
+import { isPlainObject } from './util.ts';
 import {
   countTokens,
   TOKENS_PER_IMAGE,
@@ -28,11 +31,9 @@ export interface ChatRequest {
   maxTokens?: number;
   promptTokens: number;
   lastUserText: string;
+  responseFormat: ResponseFormat;
 }
 
-export function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function optionalInteger(body: Record<string, unknown>, key: string, min: number): number | undefined {
   const v = body[key];
@@ -207,6 +208,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
     includeUsage,
     promptTokens,
     lastUserText,
+    responseFormat: parseResponseFormat(body['response_format']),
   };
   if (caps.length > 0) req.maxTokens = Math.min(...caps);
   return req;

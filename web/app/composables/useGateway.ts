@@ -99,7 +99,7 @@ export function useGateway() {
 
   async function request<T>(path: string, options: GatewayFetchOptions = {}): Promise<T> {
     try {
-      return await client<T>(path, options as never)
+      return await client<T>(path, options)
     } catch (cause) {
       throw toGatewayError(cause)
     }

@@ -1,0 +1,4 @@
+export * from './types.ts';
+export * from './pricing.ts';
+export * from './ledger.ts';
+export * from './reconcile.ts';

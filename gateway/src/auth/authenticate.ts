@@ -1,0 +1,55 @@
+// Resolves the caller from `Authorization: Bearer ds_…` (project API key) or the `ds_session`
+// cookie (signed-in user). A presented but invalid credential is a 401, never silently anonymous.
+import type { Request } from 'express';
+import { AppError } from '@deepspace/core';
+import type { GatewayDeps } from '../deps.ts';
+import { readCookie, SESSION_COOKIE } from '../http/cookies.ts';
+import type { Actor } from './actor.ts';
+import { API_KEY_PATTERN, hmacHex } from './tokens.ts';
+
+const LAST_USED_WRITE_INTERVAL_MS = 60_000;
+const SESSION_TOUCH_INTERVAL_MS = 5 * 60_000;
+
+export async function authenticate(deps: GatewayDeps, req: Request): Promise<Actor | undefined> {
+  const authorization = req.header('authorization');
+  if (authorization !== undefined) {
+    const match = /^Bearer\s+(\S+)$/i.exec(authorization.trim());
+    if (!match) throw new AppError('unauthenticated', 'Authorization header must be "Bearer <api key>"');
+    return authenticateApiKey(deps, match[1]!);
+  }
+  const token = readCookie(req.header('cookie'), SESSION_COOKIE);
+  if (token) return authenticateSession(deps, token);
+  return undefined;
+}
+
+async function authenticateApiKey(deps: GatewayDeps, key: string): Promise<Actor> {
+  const invalid = new AppError('unauthenticated', 'Invalid, expired or revoked API key');
+  if (!API_KEY_PATTERN.test(key)) throw invalid;
+  const row = await deps.prisma.apiKey.findUnique({
+    where: { keyHash: hmacHex(deps.config.secrets.apiKeyPepper, key) },
+    include: { project: { select: { archivedAt: true } } },
+  });
+  const now = new Date();
+  if (!row || row.revokedAt || (row.expiresAt && row.expiresAt <= now) || row.project.archivedAt) throw invalid;
+  if (!row.lastUsedAt || now.getTime() - row.lastUsedAt.getTime() > LAST_USED_WRITE_INTERVAL_MS) {
+    // Throttled, and off the request's critical path.
+    void deps.prisma.apiKey.update({ where: { id: row.id }, data: { lastUsedAt: now } }).catch(() => {});
+  }
+  return { type: 'api_key', keyId: row.id, orgId: row.orgId, projectId: row.projectId, scopes: row.scopes, prefix: row.prefix };
+}
+
+async function authenticateSession(deps: GatewayDeps, token: string): Promise<Actor> {
+  const invalid = new AppError('unauthenticated', 'Your session has ended; sign in again');
+  if (!token.startsWith('dss_') || token.length > 100) throw invalid;
+  const session = await deps.prisma.session.findUnique({
+    where: { tokenHash: hmacHex(deps.config.secrets.session, token) },
+    include: { user: true },
+  });
+  const now = new Date();
+  if (!session || session.revokedAt || session.expiresAt <= now || session.user.disabledAt) throw invalid;
+  if (now.getTime() - session.lastSeenAt.getTime() > SESSION_TOUCH_INTERVAL_MS) {
+    void deps.prisma.session.update({ where: { id: session.id }, data: { lastSeenAt: now } }).catch(() => {});
+  }
+  const { user } = session;
+  return { type: 'user', userId: user.id, email: user.email, name: user.name, isPlatformAdmin: user.isPlatformAdmin, sessionId: session.id };
+}

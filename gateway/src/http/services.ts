@@ -1,0 +1,35 @@
+// Request-independent services the router and handlers share, built once per app.
+import type { GatewayDeps } from '../deps.ts';
+import { IdempotencyService } from '../services/idempotency.ts';
+import { PolicyService } from '../services/policy.ts';
+import { RateLimiter } from '../services/rate-limit.ts';
+
+export interface GatewayServices {
+  rateLimiter: RateLimiter;
+  policy: PolicyService;
+  idempotency: IdempotencyService;
+  /** The organization of a project (immutable, so cached in memory); undefined when it doesn't exist. */
+  projectOrg(projectId: string): Promise<string | undefined>;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const PROJECT_ORG_CACHE_MAX = 10_000;
+
+export function createServices(deps: GatewayDeps): GatewayServices {
+  const projectOrgCache = new Map<string, string>();
+  return {
+    rateLimiter: new RateLimiter(deps.redis),
+    policy: new PolicyService(deps.prisma, deps.redis),
+    idempotency: new IdempotencyService(deps.prisma),
+    async projectOrg(projectId) {
+      if (!UUID.test(projectId)) return undefined;
+      const cached = projectOrgCache.get(projectId);
+      if (cached) return cached;
+      const project = await deps.prisma.project.findUnique({ where: { id: projectId }, select: { orgId: true } });
+      if (!project) return undefined;
+      if (projectOrgCache.size >= PROJECT_ORG_CACHE_MAX) projectOrgCache.clear();
+      projectOrgCache.set(projectId, project.orgId);
+      return project.orgId;
+    },
+  };
+}

@@ -1,0 +1,149 @@
+// Organization and project rules (allowed models, max tokens per request, monthly budget cap,
+// rate limits). Rows live in PostgreSQL; each row is cached in Redis and dropped on change.
+// The effective policy of a project is its own non-null rules over the organization's.
+import type { PrismaClient, Redis } from '@deepspace/core';
+import { AppError } from '@deepspace/core';
+
+export interface PolicyRules {
+  allowedModels: string[] | null;
+  maxTokensPerRequest: number | null;
+  monthlyBudgetMicros: bigint | null;
+  requestsPerMinute: number | null;
+  tokensPerMinute: number | null;
+}
+
+export const EMPTY_RULES: PolicyRules = {
+  allowedModels: null,
+  maxTokensPerRequest: null,
+  monthlyBudgetMicros: null,
+  requestsPerMinute: null,
+  tokensPerMinute: null,
+};
+
+const CACHE_TTL_SECONDS = 300;
+
+interface CachedRow {
+  allowedModels: string[] | null;
+  maxTokensPerRequest: number | null;
+  monthlyBudgetMicros: string | null;
+  requestsPerMinute: number | null;
+  tokensPerMinute: number | null;
+}
+
+export class PolicyService {
+  private readonly prisma: PrismaClient;
+  private readonly redis: Redis;
+  constructor(prisma: PrismaClient, redis: Redis) {
+    this.prisma = prisma;
+    this.redis = redis;
+  }
+
+  private cacheKey(orgId: string, projectId: string | null) {
+    return projectId ? `policy:project:${projectId}` : `policy:org:${orgId}`;
+  }
+
+  /** The rules stored for the organization (projectId null) or for one project; null when none. */
+  async rules(orgId: string, projectId: string | null): Promise<PolicyRules | null> {
+    const key = this.cacheKey(orgId, projectId);
+    const cached = await this.redis.get(key).catch(() => null);
+    if (cached !== null) {
+      const row = JSON.parse(cached) as CachedRow | null;
+      return row ? { ...row, monthlyBudgetMicros: row.monthlyBudgetMicros === null ? null : BigInt(row.monthlyBudgetMicros) } : null;
+    }
+    const row = await this.prisma.policy.findFirst({ where: { orgId, projectId } });
+    const rules: PolicyRules | null = row
+      ? {
+          allowedModels: row.allowedModels.length ? row.allowedModels : null,
+          maxTokensPerRequest: row.maxTokensPerRequest,
+          monthlyBudgetMicros: row.monthlyBudgetMicros,
+          requestsPerMinute: row.requestsPerMinute,
+          tokensPerMinute: row.tokensPerMinute,
+        }
+      : null;
+    const toCache: CachedRow | null = rules ? { ...rules, monthlyBudgetMicros: rules.monthlyBudgetMicros?.toString() ?? null } : null;
+    await this.redis.set(key, JSON.stringify(toCache), 'EX', CACHE_TTL_SECONDS).catch(() => {});
+    return rules;
+  }
+
+  async effective(orgId: string, projectId: string | null): Promise<PolicyRules> {
+    const [org, project] = await Promise.all([this.rules(orgId, null), projectId ? this.rules(orgId, projectId) : null]);
+    const merged: PolicyRules = { ...EMPTY_RULES };
+    for (const source of [org, project]) {
+      if (!source) continue;
+      for (const key of Object.keys(merged) as Array<keyof PolicyRules>) {
+        if (source[key] !== null) (merged as unknown as Record<string, unknown>)[key] = source[key];
+      }
+    }
+    return merged;
+  }
+
+  async save(orgId: string, projectId: string | null, rules: PolicyRules, updatedBy: string | null): Promise<void> {
+    const data = {
+      allowedModels: rules.allowedModels ?? [],
+      maxTokensPerRequest: rules.maxTokensPerRequest,
+      monthlyBudgetMicros: rules.monthlyBudgetMicros,
+      requestsPerMinute: rules.requestsPerMinute,
+      tokensPerMinute: rules.tokensPerMinute,
+      updatedBy,
+    };
+    await this.prisma.$transaction(async (tx) => {
+      // One row per (org, project); the partial unique index guards the organization-wide row.
+      const existing = await tx.policy.findFirst({ where: { orgId, projectId } });
+      if (existing) await tx.policy.update({ where: { id: existing.id }, data });
+      else await tx.policy.create({ data: { orgId, projectId, ...data } });
+    });
+    // Drop the cache only after the commit, so no reader re-caches the old row.
+    await this.redis.del(this.cacheKey(orgId, projectId));
+  }
+
+  /** Month-to-date spend of a project (UTC calendar month), from usage records. */
+  async monthToDateSpend(projectId: string, now = new Date()): Promise<bigint> {
+    const monthStart = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
+    const result = await this.prisma.usageRecord.aggregate({
+      where: { projectId, createdAt: { gte: monthStart } },
+      _sum: { costMicros: true },
+    });
+    return result._sum.costMicros ?? 0n;
+  }
+}
+
+export interface ModelRequest {
+  model: string;
+  maxTokens?: number | undefined;
+  estimateMicros?: bigint | undefined;
+}
+
+/** Rules a model request breaks; empty when allowed. */
+export function policyViolations(rules: PolicyRules, request: ModelRequest, spentMicros: bigint): Array<{ rule: string; message: string }> {
+  const violations: Array<{ rule: string; message: string }> = [];
+  if (rules.allowedModels && rules.allowedModels.length > 0 && !rules.allowedModels.includes(request.model)) {
+    violations.push({ rule: 'allowed_models', message: `model "${request.model}" is not allowed by policy` });
+  }
+  if (rules.maxTokensPerRequest !== null && request.maxTokens !== undefined && request.maxTokens > rules.maxTokensPerRequest) {
+    violations.push({
+      rule: 'max_tokens_per_request',
+      message: `max_tokens ${request.maxTokens} exceeds the policy limit of ${rules.maxTokensPerRequest}`,
+    });
+  }
+  if (rules.monthlyBudgetMicros !== null && spentMicros + (request.estimateMicros ?? 0n) > rules.monthlyBudgetMicros) {
+    violations.push({ rule: 'monthly_budget', message: 'the monthly budget cap of this project is reached' });
+  }
+  return violations;
+}
+
+export function assertPolicyAllows(rules: PolicyRules, request: ModelRequest, spentMicros: bigint): void {
+  const violations = policyViolations(rules, request, spentMicros);
+  if (violations.length) {
+    throw new AppError('policy_violation', violations.map((v) => v.message).join('; '), { details: { violations } });
+  }
+}
+
+export function rulesToJson(rules: PolicyRules) {
+  return {
+    allowed_models: rules.allowedModels,
+    max_tokens_per_request: rules.maxTokensPerRequest,
+    monthly_budget_micros: rules.monthlyBudgetMicros?.toString() ?? null,
+    requests_per_minute: rules.requestsPerMinute,
+    tokens_per_minute: rules.tokensPerMinute,
+  };
+}

@@ -1,0 +1,49 @@
+// Every operation of gateway/openapi.yaml with a valid example request, so the tenancy, scope and
+// malformed-input suites walk ALL routes. A new operation without an example fails those suites.
+import { loadOperations, type Operation } from '../../gateway/src/http/openapi.ts';
+
+export const OPERATIONS: Operation[] = [...loadOperations().values()].filter((op) => op.path.startsWith('/api/'));
+
+export interface RouteIds {
+  orgId: string;
+  projectId: string;
+  userId: string;
+  invitationId: string;
+  keyId: string;
+}
+
+export function pathFor(op: Operation, ids: RouteIds): string {
+  return op.path.replace(/\{(\w+)\}/g, (_m, name: keyof RouteIds) => {
+    const value = ids[name];
+    if (!value) throw new Error(`no id for {${name}} in ${op.path}`);
+    return value;
+  });
+}
+
+/** A body that passes validation for each operation that takes one. */
+export const VALID_BODIES: Record<string, unknown> = {
+  signup: { email: 'someone@example.test', password: 'long-enough-password', name: 'Someone' },
+  login: { email: 'someone@example.test', password: 'whatever-password' },
+  createOrg: { name: 'Another org' },
+  updateOrg: { name: 'Renamed org' },
+  updateMember: { role: 'viewer' },
+  createInvitation: { email: 'invitee@example.test', role: 'member' },
+  acceptInvitation: { token: 'dsi_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' },
+  createProject: { name: 'Another project' },
+  updateProject: { name: 'Renamed project' },
+  createApiKey: { name: 'k', scopes: ['usage:read'] },
+  putOrgPolicy: { max_tokens_per_request: 1000 },
+  putProjectPolicy: { max_tokens_per_request: 1000 },
+  checkProjectPolicy: { model: 'gpt-4o-mini', max_tokens: 10 },
+  logout: {},
+  logoutAll: {},
+  revokeInvitation: {},
+  archiveProject: {},
+  revokeApiKey: {},
+};
+
+export function exampleBody(op: Operation): unknown {
+  if (op.method === 'get' || op.method === 'delete') return undefined;
+  if (!(op.operationId in VALID_BODIES)) throw new Error(`tests/support/operations.ts has no example body for ${op.operationId}`);
+  return VALID_BODIES[op.operationId];
+}
