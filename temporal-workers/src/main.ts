@@ -1,7 +1,9 @@
 // Worker process: exits non-zero when Temporal is unreachable at start (a supervisor restarts
 // it), logs its task queue, and drains in-flight tasks on SIGINT/SIGTERM (the SDK's default).
+import { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
-import { createLogger, createPrisma, loadConfigOrExit } from '@deepspace/core';
+import { createLogger, createPgPool, createPrisma, loadConfigOrExit } from '@deepspace/core';
+import { ensureSchedules } from './schedules.ts';
 import { connectToTemporal, createWorker } from './worker.ts';
 
 const config = loadConfigOrExit();
@@ -20,7 +22,11 @@ try {
   process.exit(1);
 }
 const prisma = createPrisma(config.databaseUrl);
-const worker = await createWorker({ config, connection, prisma, logger });
+const pool = createPgPool(config.databaseUrl);
+const worker = await createWorker({ config, connection, prisma, pool, logger });
+// The schedules this worker's workflows serve (billing-expire-holds), created or updated.
+const schedules = await ensureSchedules(new Client({ connection, namespace: config.temporal.namespace }), config);
+logger.info(schedules, 'schedules ensured');
 logger.info(
   { task_queue: config.temporal.taskQueue, namespace: config.temporal.namespace, temporal: config.temporal.address },
   'worker started',
@@ -29,6 +35,7 @@ try {
   await worker.run();
 } finally {
   await prisma.$disconnect();
+  await pool.end();
   await connection.close();
   logger.info('worker stopped');
 }

@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
-import type { AppConfig, Logger, PrismaClient } from '@deepspace/core';
+import type { AppConfig, Logger, PgPool, PrismaClient } from '@deepspace/core';
 import { createActivities } from './activities/index.ts';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
@@ -11,6 +11,8 @@ export interface CreateWorkerOptions {
   config: AppConfig;
   connection: NativeConnection;
   prisma: PrismaClient;
+  /** The billing ledger's pg pool. */
+  pool: PgPool;
   logger: Logger;
   taskQueue?: string;
   overrides?: Partial<WorkerOptions>;
@@ -24,7 +26,7 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     taskQueue: options.taskQueue ?? options.config.temporal.taskQueue,
     identity,
     workflowsPath: WORKFLOWS_PATH,
-    activities: createActivities({ prisma: options.prisma, logger: options.logger, workerIdentity: identity }),
+    activities: createActivities({ prisma: options.prisma, pool: options.pool, logger: options.logger, workerIdentity: identity }),
     ...options.overrides,
   });
 }

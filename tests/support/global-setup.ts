@@ -2,7 +2,7 @@
 // server on free ports (in-memory), a per-run Redis key prefix and the upstream simulator over
 // HTTP. Test files read what they need from process.env (inherited by the test workers).
 import { randomBytes } from 'node:crypto';
-import { ensureDatabase, dropDatabase, migrate, createRedis } from '@deepspace/core';
+import { ensureDatabase, dropDatabase, migrate, createRedis, createPgPool, reconcile, formatReconcileReport } from '@deepspace/core';
 import { startSimulator } from '@deepspace/upstream-simulator';
 import { MIGRATIONS_DIR } from '../../scripts/lib/paths.ts';
 import { ensurePostgres, ensureRedis, freePort, startTemporalDevServer } from '../../scripts/lib/services.ts';
@@ -56,6 +56,15 @@ export default async function setup() {
     } finally {
       redis.disconnect();
     }
+    // The billing invariants must hold over everything every suite did: reconcile the whole test
+    // database before it is dropped, and fail the run on any drift.
+    const pool = createPgPool(databaseUrl, 2);
+    const report = await reconcile(pool).finally(() => pool.end());
     if (!process.env.KEEP_TEST_DB) await dropDatabase(databaseUrl);
+    if (report.drift.length > 0) {
+      const message = formatReconcileReport(report);
+      process.stderr.write(`\n${message}\n(set KEEP_TEST_DB=1 to keep ${dbUrl.pathname.slice(1)} for inspection)\n`);
+      throw new Error(`billing reconcile found ${report.drift.length} drift item(s) after the test run:\n${message}`);
+    }
   };
 }

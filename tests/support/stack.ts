@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
-import { createLogger, createPrisma, createRedis, loadConfig, type AppConfig, type PrismaClient, type Redis } from '@deepspace/core';
+import { createLogger, createPgPool, createPrisma, createRedis, loadConfig, type AppConfig, type PgPool, type PrismaClient, type Redis } from '@deepspace/core';
 import { createApp } from '../../gateway/src/app.ts';
 import type { GatewayDeps } from '../../gateway/src/deps.ts';
 import { createWorker } from '../../temporal-workers/src/worker.ts';
@@ -49,6 +49,7 @@ export interface TestWorker {
   worker: Worker;
   client: Client;
   prisma: PrismaClient;
+  pool: PgPool;
   stop(): Promise<void>;
 }
 
@@ -61,8 +62,9 @@ export async function startTestWorker(overrides: NodeJS.ProcessEnv = {}): Promis
   const config = testConfig(overrides);
   const logger = createLogger('worker-test', config.logLevel);
   const prisma = createPrisma(config.databaseUrl, { max: 5 });
+  const pool = createPgPool(config.databaseUrl, 5);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
-  const worker = await createWorker({ config, connection, prisma, logger });
+  const worker = await createWorker({ config, connection, prisma, pool, logger });
   const running = worker.run();
   const clientConnection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
@@ -70,10 +72,11 @@ export async function startTestWorker(overrides: NodeJS.ProcessEnv = {}): Promis
     worker,
     client,
     prisma,
+    pool,
     async stop() {
       worker.shutdown();
       await running;
-      await Promise.allSettled([connection.close(), clientConnection.close(), prisma.$disconnect()]);
+      await Promise.allSettled([connection.close(), clientConnection.close(), prisma.$disconnect(), pool.end()]);
     },
   };
 }

@@ -476,6 +476,9 @@ const HOLD_BY_ID_SQL = `SELECT ${cols('h', HOLD_COLUMNS)} FROM holds h WHERE h.i
 
 type Queryable = Pick<pg.Pool, 'query'> | pg.PoolClient;
 
+/** The pg pool the ledger runs on (re-exported so packages need no direct `pg` import for types). */
+export type PgPool = pg.Pool;
+
 export class Ledger {
   readonly pool: pg.Pool;
 

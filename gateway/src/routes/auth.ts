@@ -148,9 +148,9 @@ export function authRoutes(api: ApiRouter): void {
     const actor = ctx.actorOrThrow();
     const { prisma } = ctx.deps;
     if (actor.type === 'api_key') {
-      const project = await prisma.project.findUniqueOrThrow({ where: { id: actor.projectId } });
+      // Answered from the auth step alone: this is also the gateway's cheapest authenticated route.
       return {
-        body: { type: 'api_key', api_key: { id: actor.keyId, prefix: actor.prefix, scopes: actor.scopes }, project: projectJson(project), org_id: actor.orgId },
+        body: { type: 'api_key', api_key: { id: actor.keyId, prefix: actor.prefix, scopes: actor.scopes }, project_id: actor.projectId, org_id: actor.orgId },
       };
     }
     const user = await prisma.user.findUniqueOrThrow({ where: { id: actor.userId } });
