@@ -96,6 +96,14 @@ export async function seedDemo(prisma: PrismaClient, options: { simulated: boole
     created.push('wallet credit');
   });
 
+  created.push(...(await seedCatalog(prisma, options)));
+
+  return { orgId: org.id, projectId: project.id, userId: user.id, walletId: wallet.id, created };
+}
+
+/** The default models and their prices (idempotent); returns what it created. */
+export async function seedCatalog(prisma: PrismaClient, options: { simulated: boolean }): Promise<string[]> {
+  const created: string[] = [];
   for (const entry of DEFAULT_CATALOG) {
     const upstreamModel = options.simulated ? entry.simulatorModel : entry.upstreamModel;
     const model = await prisma.model.upsert({
@@ -127,5 +135,5 @@ export async function seedDemo(prisma: PrismaClient, options: { simulated: boole
     }
   }
 
-  return { orgId: org.id, projectId: project.id, userId: user.id, walletId: wallet.id, created };
+  return created;
 }

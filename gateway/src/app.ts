@@ -11,6 +11,7 @@ import { healthRoutes } from './routes/health.ts';
 import { authRoutes } from './routes/auth.ts';
 import { orgRoutes } from './routes/orgs.ts';
 import { projectRoutes } from './routes/projects.ts';
+import { openAiRoutes } from './routes/openai-compatible.ts';
 
 export const JSON_BODY_LIMIT = '1mb';
 
@@ -30,6 +31,7 @@ export function createApp(deps: GatewayDeps): Express {
   authRoutes(api);
   orgRoutes(api);
   projectRoutes(api);
+  openAiRoutes(api);
   api.assertComplete();
   app.use(api.router);
 

@@ -1,18 +1,25 @@
 // Gateway process: parse config, connect dependencies (Temporal lazily, so the gateway answers
 // /healthz and reports /readyz even while Temporal is still starting), serve, stop cleanly.
 import { Client, Connection } from '@temporalio/client';
-import { createLogger, createPrisma, createRedis, loadConfigOrExit } from '@deepspace/core';
+import { createLogger, createPgPool, createPrisma, createRedis, loadConfigOrExit } from '@deepspace/core';
+import { Ledger } from '@deepspace/core/billing/index';
+import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
+import { createUpstreamClient } from '@deepspace/core/ai/upstream';
 import { createApp } from './app.ts';
 
 const config = loadConfigOrExit();
 const logger = createLogger('gateway', config.logLevel);
 const prisma = createPrisma(config.databaseUrl);
+const pool = createPgPool(config.databaseUrl, 20);
+const ledger = new Ledger(pool);
+const catalog = new ModelCatalog(pool);
+const upstream = createUpstreamClient(config);
 const redis = createRedis(config.redis.url, config.redis.keyPrefix);
 redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
 const connection = Connection.lazy({ address: config.temporal.address });
 const client = new Client({ connection, namespace: config.temporal.namespace });
 
-const app = createApp({ config, logger, prisma, redis, temporal: { connection, client } });
+const app = createApp({ config, logger, prisma, pool, ledger, catalog, upstream, redis, temporal: { connection, client } });
 const server = app.listen(config.gateway.port, config.gateway.host, () => {
   logger.info(
     { url: `http://${config.gateway.host}:${config.gateway.port}`, temporal: config.temporal.address, upstream: config.upstream.baseUrl ?? null },
@@ -34,7 +41,7 @@ async function shutdown(signal: string) {
   const force = setTimeout(() => process.exit(1), 10_000).unref();
   server.close();
   server.closeAllConnections();
-  await Promise.allSettled([prisma.$disconnect(), redis.quit(), connection.close()]);
+  await Promise.allSettled([prisma.$disconnect(), pool.end(), redis.quit(), connection.close()]);
   clearTimeout(force);
   process.exit(0);
 }

@@ -1,8 +1,10 @@
-import { getEncoding } from 'js-tiktoken';
+import { Tiktoken } from 'js-tiktoken/lite';
+import o200k_base from 'js-tiktoken/ranks/o200k_base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AppError,
   costOf,
+  createPrisma,
   estimateHoldMicros,
   Ledger,
   OVERAGE_RULE,
@@ -10,6 +12,7 @@ import {
   reconcile,
   settleCapture,
   tokenCostMicros,
+  withSerializationRetry,
   type PgPool,
 } from '@deepspace/core';
 import { addPrice, ADMIN, countRows, expectAppError, fundedWallet, key, newModel, newOrganization, testPool, trace } from './billing-fixtures.ts';
@@ -324,6 +327,15 @@ describe('pricing and estimates', () => {
     const newer = await addPrice(pool, model.modelId, { input: 10_000_000n, output: 10_000_000n, effectiveFrom: new Date() });
     expect((await priceInForce(pool, model.modelId))!.id).toBe(newer);
     expect((await priceInForce(pool, model.modelId, new Date(Date.now() - 30_000)))!.id).toBe(model.priceId);
+    expect(await priceInForce(pool, model.modelId, new Date('2000-01-01T00:00:00Z'))).toBeNull();
+    // The same lookup through Prisma (admin routes use it) gives the same row.
+    const prisma = createPrisma(process.env.DATABASE_URL!, { max: 1 });
+    try {
+      expect(await priceInForce(prisma, model.modelId, new Date(Date.now() - 30_000))).toEqual(await priceInForce(pool, model.modelId, new Date(Date.now() - 30_000)));
+      expect((await priceInForce(prisma, model.modelId))!).toMatchObject({ id: newer, inputMicrosPerMillion: 10_000_000n, outputMicrosPerMillion: 10_000_000n });
+    } finally {
+      await prisma.$disconnect();
+    }
 
     const captured = await ledger.capture({ holdId: before.hold.id, idempotencyKey: key('c'), usage: { promptTokens: 100, completionTokens: 50 } });
     expect(captured.costMicros).toBe(150n); // the old price: 1 micro per token
@@ -344,7 +356,8 @@ describe('pricing and estimates', () => {
       { role: 'user', content: 'Summarise the 2023 results on 量子纠错 (quantum error correction) in three bullet points, please.' },
       { role: 'user', content: [{ type: 'text', text: 'Also: what is 17 × 23?' }], name: 'alice' },
     ];
-    const enc = getEncoding('o200k_base');
+    // Its own encoder instance and its own accounting (not core's countChatPromptTokens).
+    const enc = new Tiktoken(o200k_base);
     const text = (c: (typeof messages)[number]['content']) => (typeof c === 'string' ? c : c.map((p) => p.text).join(''));
     // OpenAI's chat accounting: 3 per message + role + content (+1 + name), and 3 to prime the reply.
     const independent = messages.reduce(
@@ -375,7 +388,44 @@ describe('pricing and estimates', () => {
   });
 });
 
+describe('retries', () => {
+  it('serialization failures and deadlocks are retried a bounded number of times; other errors are not', async () => {
+    const failing = (codes: string[]) => {
+      let calls = 0;
+      const fn = async () => {
+        const code = codes[calls++];
+        if (code) throw Object.assign(new Error(code), { code });
+        return calls;
+      };
+      return { fn, calls: () => calls };
+    };
+    const transient = failing(['40001', '40P01', '40001']);
+    expect(await withSerializationRetry(transient.fn)).toBe(4);
+    const forever = failing(Array(10).fill('40P01'));
+    await expect(withSerializationRetry(forever.fn, 3)).rejects.toMatchObject({ code: '40P01' });
+    expect(forever.calls()).toBe(3);
+    const other = failing(['23514']);
+    await expect(withSerializationRetry(other.fn)).rejects.toMatchObject({ code: '23514' });
+    expect(other.calls()).toBe(1);
+  });
+});
+
 describe('reconcile', () => {
+  it('reports a hold still active after its run finished', async () => {
+    const wallet = await fundedWallet(ledger, 'run-over', 10_000n);
+    const workflowId = `wf-${trace()}`;
+    await pool.query(
+      `INSERT INTO workflow_runs (org_id, project_id, kind, temporal_workflow_id, status, trace_id, actor_type, finished_at)
+       VALUES ($1, gen_random_uuid(), 'workflow', $2, 'failed', $3, 'system', now() - interval '1 hour')`,
+      [wallet.orgId, workflowId, trace()],
+    );
+    const held = await ledger.hold({ orgId: wallet.orgId, amountMicros: 100n, idempotencyKey: key('hold'), traceId: trace(), runId: workflowId });
+    const report = await reconcile(pool, { walletIds: [wallet.id] });
+    expect(report.drift.map((d) => [d.check, d.holdId])).toEqual([['hold_active_after_run', held.hold.id]]);
+    await ledger.release({ holdId: held.hold.id, idempotencyKey: key('release'), reason: 'run failed' });
+    await expectNoDrift(wallet.id);
+  });
+
   it('reports drift when the wallet row, a hold or a usage record disagrees with the ledger', async () => {
     const wallet = await fundedWallet(ledger, 'drift', 10_000n);
     const held = await ledger.hold({ orgId: wallet.orgId, amountMicros: 1_000n, idempotencyKey: key('hold'), traceId: trace() });

@@ -68,9 +68,10 @@ describe('database guarantees', () => {
 
   it('a wallet can never hold a negative balance or freeze more than it has', async () => {
     const org = await prisma.organization.create({ data: { name: 'Constraint Org', slug: `constraint-${Date.now()}` } });
-    const wallet = await prisma.wallet.create({ data: { orgId: org.id, balanceMicros: 10n } });
+    // Created empty: money only enters a wallet through the ledger (the run's final reconcile checks it).
+    const wallet = await prisma.wallet.create({ data: { orgId: org.id } });
     await expect(sql.query('UPDATE wallets SET balance_micros = -1 WHERE id = $1', [wallet.id])).rejects.toThrow(/wallets_balance_non_negative/);
-    await expect(sql.query('UPDATE wallets SET frozen_micros = 11 WHERE id = $1', [wallet.id])).rejects.toThrow(/wallets_frozen_within_balance/);
+    await expect(sql.query('UPDATE wallets SET frozen_micros = 1 WHERE id = $1', [wallet.id])).rejects.toThrow(/wallets_frozen_within_balance/);
   });
 });
 

@@ -2,7 +2,7 @@
 // server on free ports (in-memory), a per-run Redis key prefix and the upstream simulator over
 // HTTP. Test files read what they need from process.env (inherited by the test workers).
 import { randomBytes } from 'node:crypto';
-import { ensureDatabase, dropDatabase, migrate, createRedis, createPgPool, reconcile, formatReconcileReport } from '@deepspace/core';
+import { ensureDatabase, dropDatabase, migrate, createRedis, createPgPool, createPrisma, seedCatalog, reconcile, formatReconcileReport } from '@deepspace/core';
 import { startSimulator } from '@deepspace/upstream-simulator';
 import { MIGRATIONS_DIR } from '../../scripts/lib/paths.ts';
 import { ensurePostgres, ensureRedis, freePort, startTemporalDevServer } from '../../scripts/lib/services.ts';
@@ -20,6 +20,9 @@ export default async function setup() {
   await ensureRedis(redisUrl);
   await ensureDatabase(databaseUrl);
   await migrate(databaseUrl, MIGRATIONS_DIR);
+  // The model catalog and prices (simulator-backed), as `npm start` seeds them.
+  const seeder = createPrisma(databaseUrl, { max: 1 });
+  await seedCatalog(seeder, { simulated: true }).finally(() => seeder.$disconnect());
 
   const [temporalPort, uiPort] = [await freePort(), await freePort()];
   const temporal = await startTemporalDevServer({ port: temporalPort, uiPort, ui: false });

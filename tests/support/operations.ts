@@ -35,6 +35,8 @@ export const VALID_BODIES: Record<string, unknown> = {
   putOrgPolicy: { max_tokens_per_request: 1000 },
   putProjectPolicy: { max_tokens_per_request: 1000 },
   checkProjectPolicy: { model: 'gpt-4o-mini', max_tokens: 10 },
+  createChatCompletion: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello' }], max_tokens: 5 },
+  createEmbeddings: { model: 'text-embedding-3-small', input: 'hello' },
   logout: {},
   logoutAll: {},
   revokeInvitation: {},

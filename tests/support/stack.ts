@@ -5,6 +5,9 @@ import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
 import { createLogger, createPgPool, createPrisma, createRedis, loadConfig, type AppConfig, type PgPool, type PrismaClient, type Redis } from '@deepspace/core';
+import { Ledger } from '@deepspace/core/billing/index';
+import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
+import { createUpstreamClient } from '@deepspace/core/ai/upstream';
 import { createApp } from '../../gateway/src/app.ts';
 import type { GatewayDeps } from '../../gateway/src/deps.ts';
 import { createWorker } from '../../temporal-workers/src/worker.ts';
@@ -26,7 +29,18 @@ export async function startTestGateway(overrides: NodeJS.ProcessEnv = {}): Promi
   const redis = createRedis(config.redis.url, config.redis.keyPrefix);
   const connection = Connection.lazy({ address: config.temporal.address });
   const client = new Client({ connection, namespace: config.temporal.namespace });
-  const deps: GatewayDeps = { config, logger, prisma, redis, temporal: { connection, client } };
+  const pool = createPgPool(config.databaseUrl, 10);
+  const deps: GatewayDeps = {
+    config,
+    logger,
+    prisma,
+    pool,
+    ledger: new Ledger(pool),
+    catalog: new ModelCatalog(pool),
+    upstream: createUpstreamClient(config),
+    redis,
+    temporal: { connection, client },
+  };
   const app = createApp(deps);
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
@@ -38,7 +52,7 @@ export async function startTestGateway(overrides: NodeJS.ProcessEnv = {}): Promi
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await Promise.allSettled([prisma.$disconnect(), redis.quit(), connection.close()]);
+      await Promise.allSettled([prisma.$disconnect(), pool.end(), redis.quit(), connection.close()]);
     },
   };
 }

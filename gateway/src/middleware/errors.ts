@@ -15,6 +15,32 @@ export function errorBody(error: AppError, traceId: string) {
   };
 }
 
+const OPENAI_ERROR_TYPES: Record<number, string> = {
+  400: 'invalid_request_error',
+  401: 'authentication_error',
+  402: 'insufficient_quota',
+  403: 'permission_error',
+  404: 'invalid_request_error',
+  409: 'invalid_request_error',
+  413: 'invalid_request_error',
+  415: 'invalid_request_error',
+  429: 'rate_limit_error',
+};
+
+/** OpenAI's error shape for the /v1 API (SDKs read `message`/`type`), plus our `code` and `trace_id`. */
+export function openAiErrorBody(error: AppError, traceId: string) {
+  return {
+    error: {
+      message: error.message,
+      type: OPENAI_ERROR_TYPES[error.status] ?? 'api_error',
+      param: (error.details?.param as string | undefined) ?? null,
+      code: error.code,
+      trace_id: traceId,
+      ...(error.details ? { details: error.details } : {}),
+    },
+  };
+}
+
 /** Maps body-parser and other http-errors style failures to stable codes. */
 function fromHttpError(error: { type?: string; status?: number; statusCode?: number; message?: string }): AppError | undefined {
   switch (error.type) {
@@ -63,12 +89,13 @@ const respond: ErrorRequestHandler = (err, _req, res, _next) => {
     if (appError.status >= 500) res.locals.log?.error({ err, code: appError.code }, appError.message);
     for (const [name, value] of Object.entries(appError.headers ?? {})) res.setHeader(name, value);
     if (res.headersSent) return void res.end();
-    res.status(appError.status).json(errorBody(appError, traceId));
+    res.status(appError.status).json(_req.path.startsWith('/v1/') ? openAiErrorBody(appError, traceId) : errorBody(appError, traceId));
     return;
   }
   res.locals.log?.error({ err }, 'unhandled error');
   if (res.headersSent) return void res.end();
-  res.status(500).json(errorBody(new AppError('internal_error', 'Internal error'), traceId));
+  const internal = new AppError('internal_error', 'Internal error');
+  res.status(500).json(_req.path.startsWith('/v1/') ? openAiErrorBody(internal, traceId) : errorBody(internal, traceId));
 };
 
 export const notFoundHandler: RequestHandler = (req, _res, next) => {

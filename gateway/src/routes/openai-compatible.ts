@@ -1,0 +1,295 @@
+// The OpenAI-compatible API for project API keys: /v1/models, /v1/chat/completions (stream and
+// non-stream) and /v1/embeddings. Calls are stateless for the caller, so they run inline (no
+// workflow per request) through the same ledger: hold → upstream call → capture, or release on
+// failure. The hold carries an expiry; if this process dies mid-call, the Temporal schedule that
+// expires holds is the compensation of last resort.
+import type { Response } from 'express';
+import { AppError, countTokens, type Logger } from '@deepspace/core';
+import type { CatalogEntry } from '@deepspace/core/ai/catalog-cache';
+import { classifyUpstreamError, withUpstreamRetry, type OpenAI } from '@deepspace/core/ai/upstream';
+import type { HoldForModelResult } from '@deepspace/core/billing/index';
+import type { ApiRouter, RequestContext } from '../http/router.ts';
+import { assertPolicyAllows } from '../services/policy.ts';
+
+type ApiKeyActor = { type: 'api_key'; keyId: string; orgId: string; projectId: string };
+
+function apiKeyOf(ctx: RequestContext): ApiKeyActor {
+  const actor = ctx.actorOrThrow();
+  if (actor.type !== 'api_key') throw new AppError('insufficient_scope', 'The OpenAI-compatible API takes a project API key (Authorization: Bearer ds_…)');
+  return actor;
+}
+
+async function resolveModel(ctx: RequestContext, name: string, kind: 'chat' | 'embedding'): Promise<CatalogEntry> {
+  const model = await ctx.deps.catalog.get(name);
+  if (!model || model.kind !== kind) {
+    throw new AppError('not_found', `The model "${name}" does not exist or is not a ${kind} model`, { details: { param: 'model' } });
+  }
+  return model;
+}
+
+async function enforcePolicy(ctx: RequestContext, projectId: string, model: string, maxTokens: number | undefined, estimateMicros?: bigint) {
+  const policy = ctx.policy;
+  if (!policy) return;
+  const spent = policy.monthlyBudgetMicros !== null ? await ctx.services.policy.monthToDateSpend(projectId) : 0n;
+  assertPolicyAllows(policy, { model, maxTokens, estimateMicros }, spent);
+}
+
+interface Settlement {
+  hold: HoldForModelResult;
+  key: ApiKeyActor;
+  model: CatalogEntry;
+  startedAt: number;
+}
+
+async function capture(ctx: RequestContext, s: Settlement, promptTokens: number, completionTokens: number, note: Record<string, unknown> = {}) {
+  const latencyMs = Math.round(performance.now() - s.startedAt);
+  const result = await ctx.deps.ledger.capture({
+    holdId: s.hold.hold.id,
+    idempotencyKey: `v1:${ctx.traceId}:capture`,
+    usage: {
+      promptTokens,
+      completionTokens,
+      traceId: ctx.traceId,
+      modelId: s.model.id,
+      modelName: s.model.name,
+      upstreamModel: s.model.upstreamModel,
+      latencyMs,
+      status: 'success',
+      projectId: s.key.projectId,
+      apiKeyId: s.key.keyId,
+    },
+    actor: { type: 'api_key', id: s.key.keyId },
+  });
+  await ctx.audit({
+    action: 'ai.call',
+    resourceType: 'model',
+    resourceId: s.model.name,
+    orgId: s.key.orgId,
+    projectId: s.key.projectId,
+    details: { route: ctx.operation.operationId, hold_id: s.hold.hold.id, prompt_tokens: promptTokens, completion_tokens: completionTokens, latency_ms: latencyMs, ...note },
+  });
+  return result;
+}
+
+async function release(ctx: RequestContext, s: Settlement, errorCode: string, log: Logger) {
+  const latencyMs = Math.round(performance.now() - s.startedAt);
+  try {
+    await ctx.deps.ledger.release({ holdId: s.hold.hold.id, idempotencyKey: `v1:${ctx.traceId}:release`, reason: errorCode, actor: { type: 'api_key', id: s.key.keyId } });
+    // A failed call leaves a zero-cost usage row, so usage and audit tell the same story.
+    await ctx.deps.prisma.usageRecord.create({
+      data: {
+        traceId: ctx.traceId,
+        orgId: s.key.orgId,
+        projectId: s.key.projectId,
+        apiKeyId: s.key.keyId,
+        modelId: s.model.id,
+        modelName: s.model.name,
+        upstreamModel: s.model.upstreamModel,
+        holdId: s.hold.hold.id,
+        latencyMs,
+        status: 'error',
+        errorCode,
+      },
+    });
+    await ctx.audit({
+      action: 'ai.call',
+      resourceType: 'model',
+      resourceId: s.model.name,
+      orgId: s.key.orgId,
+      projectId: s.key.projectId,
+      result: 'failure',
+      details: { route: ctx.operation.operationId, hold_id: s.hold.hold.id, error: errorCode, latency_ms: latencyMs },
+    });
+  } catch (error) {
+    // The hold's expiry (and the expiry schedule) still returns the money if this fails.
+    log.error({ err: error, hold_id: s.hold.hold.id }, 'release after a failed model call failed');
+  }
+}
+
+function upstreamAppError(error: unknown): AppError {
+  const failure = classifyUpstreamError(error);
+  const code = failure.code === 'bad_request' ? 'bad_request' : failure.code;
+  return new AppError(code, failure.message, failure.retryAfterMs ? { headers: { 'retry-after': String(Math.ceil(failure.retryAfterMs / 1000)) } } : {});
+}
+
+function messagesText(messages: Array<{ content?: unknown }>): string {
+  return messages.map((m) => (typeof m.content === 'string' ? m.content : '')).join('\n');
+}
+
+export function openAiRoutes(api: ApiRouter): void {
+  api.handle('listModels', async (ctx) => {
+    ctx.actorOrThrow();
+    const allowed = ctx.policy?.allowedModels;
+    const models = [...(await ctx.deps.catalog.all()).values()].filter((m) => !allowed || allowed.includes(m.name));
+    return {
+      body: {
+        object: 'list',
+        data: models.map((m) => ({
+          id: m.name,
+          object: 'model',
+          created: Math.floor(m.createdAt.getTime() / 1000),
+          owned_by: 'deepspace',
+          deepspace: { display_name: m.displayName, kind: m.kind, simulated: m.isSimulated, context_window: m.contextWindow },
+        })),
+      },
+    };
+  });
+
+  api.handle('createChatCompletion', async (ctx) => {
+    const key = apiKeyOf(ctx);
+    const body = ctx.body as Record<string, any>;
+    const model = await resolveModel(ctx, body.model, 'chat');
+    const requestedMax: number | undefined = body.max_completion_tokens ?? body.max_tokens ?? undefined;
+    await enforcePolicy(ctx, key.projectId, model.name, requestedMax);
+    const maxTokens = Math.min(requestedMax ?? model.maxOutputTokens, model.maxOutputTokens);
+    const startedAt = performance.now();
+    const hold = await ctx.deps.ledger.holdForModel({
+      orgId: key.orgId,
+      projectId: key.projectId,
+      model: model.name,
+      messages: body.messages,
+      maxTokens,
+      idempotencyKey: `v1:${ctx.traceId}:hold`,
+      traceId: ctx.traceId,
+      ttlMs: ctx.deps.config.upstream.timeoutMs + 60_000,
+      actor: { type: 'api_key', id: key.keyId },
+    });
+    if (ctx.policy?.monthlyBudgetMicros != null) {
+      // The estimate is known only now; re-check the cap with it and undo the hold when over.
+      try {
+        await enforcePolicy(ctx, key.projectId, model.name, requestedMax, hold.hold.amountMicros);
+      } catch (error) {
+        await release(ctx, { hold, key, model, startedAt }, 'policy_violation', ctx.log);
+        throw error;
+      }
+    }
+    const settlement: Settlement = { hold, key, model, startedAt };
+    const upstreamBody: Record<string, unknown> = { ...body, model: model.upstreamModel, max_tokens: maxTokens };
+    delete upstreamBody.max_completion_tokens;
+
+    if (!body.stream) {
+      let completion: OpenAI.Chat.Completions.ChatCompletion;
+      try {
+        completion = await withUpstreamRetry(() => ctx.deps.upstream.chat.completions.create({ ...upstreamBody, stream: false } as never) as Promise<OpenAI.Chat.Completions.ChatCompletion>);
+      } catch (error) {
+        const appError = upstreamAppError(error);
+        await release(ctx, settlement, appError.code, ctx.log);
+        throw appError;
+      }
+      const usage = completion.usage;
+      const promptTokens = usage?.prompt_tokens ?? hold.estimate?.promptTokens ?? 0;
+      const completionTokens = usage?.completion_tokens ?? countTokens(completion.choices.map((c) => c.message?.content ?? '').join(''));
+      await capture(ctx, settlement, promptTokens, completionTokens);
+      return { body: { ...completion, model: model.name } };
+    }
+
+    await streamCompletion(ctx, settlement, upstreamBody, Boolean(body.stream_options?.include_usage));
+  });
+
+  api.handle('createEmbeddings', async (ctx) => {
+    const key = apiKeyOf(ctx);
+    const body = ctx.body as { model: string; input: string | string[]; encoding_format?: string; dimensions?: number; user?: string };
+    const model = await resolveModel(ctx, body.model, 'embedding');
+    await enforcePolicy(ctx, key.projectId, model.name, undefined);
+    const inputs = Array.isArray(body.input) ? body.input : [body.input];
+    const promptTokens = inputs.reduce((sum, text) => sum + countTokens(text), 0);
+    const startedAt = performance.now();
+    const hold = await ctx.deps.ledger.holdForModel({
+      orgId: key.orgId,
+      projectId: key.projectId,
+      model: model.name,
+      promptTokens,
+      maxTokens: 0,
+      idempotencyKey: `v1:${ctx.traceId}:hold`,
+      traceId: ctx.traceId,
+      ttlMs: ctx.deps.config.upstream.timeoutMs + 60_000,
+      actor: { type: 'api_key', id: key.keyId },
+    });
+    const settlement: Settlement = { hold, key, model, startedAt };
+    let result: OpenAI.Embeddings.CreateEmbeddingResponse;
+    try {
+      result = await withUpstreamRetry(() => ctx.deps.upstream.embeddings.create({ ...body, model: model.upstreamModel } as OpenAI.Embeddings.EmbeddingCreateParams));
+    } catch (error) {
+      const appError = upstreamAppError(error);
+      await release(ctx, settlement, appError.code, ctx.log);
+      throw appError;
+    }
+    await capture(ctx, settlement, result.usage?.prompt_tokens ?? promptTokens, 0);
+    return { body: { ...result, model: model.name } };
+  });
+}
+
+/**
+ * Relays the upstream SSE stream. Retries happen only before the first chunk is relayed. When the
+ * client goes away mid-stream, the upstream call is aborted and the tokens already delivered are
+ * captured (the upstream generated them and bills for them; the caller received them); the rest
+ * of the hold is released. An upstream failure before any content is released in full.
+ */
+async function streamCompletion(ctx: RequestContext, s: Settlement, upstreamBody: Record<string, unknown>, wantsUsage: boolean): Promise<void> {
+  const res: Response = ctx.res;
+  const abort = new AbortController();
+  let clientGone = false;
+  res.on('close', () => {
+    if (!res.writableFinished) {
+      clientGone = true;
+      abort.abort();
+    }
+  });
+
+  let stream: AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>;
+  try {
+    stream = await withUpstreamRetry(
+      () =>
+        ctx.deps.upstream.chat.completions.create(
+          { ...upstreamBody, stream: true, stream_options: { include_usage: true } } as never,
+          { signal: abort.signal },
+        ) as unknown as Promise<AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>>,
+      undefined,
+      abort.signal,
+    );
+  } catch (error) {
+    const appError = upstreamAppError(error);
+    await release(ctx, s, clientGone ? 'client_disconnected' : appError.code, ctx.log);
+    if (clientGone) return;
+    throw appError;
+  }
+
+  res.status(200);
+  res.setHeader('content-type', 'text/event-stream; charset=utf-8');
+  res.setHeader('cache-control', 'no-cache, no-transform');
+  res.setHeader('x-accel-buffering', 'no');
+  res.flushHeaders();
+
+  let delivered = '';
+  let usage: OpenAI.Completions.CompletionUsage | undefined;
+  let failure: AppError | undefined;
+  try {
+    for await (const chunk of stream) {
+      if (chunk.usage) usage = chunk.usage;
+      for (const choice of chunk.choices ?? []) if (choice.delta?.content) delivered += choice.delta.content;
+      if (chunk.choices?.length === 0 && chunk.usage && !wantsUsage) continue;
+      const relayed = wantsUsage ? chunk : { ...chunk, usage: undefined };
+      res.write(`data: ${JSON.stringify({ ...relayed, model: s.model.name })}\n\n`);
+    }
+  } catch (error) {
+    if (!clientGone) failure = upstreamAppError(error);
+  }
+
+  const promptTokens = usage?.prompt_tokens ?? s.hold.estimate?.promptTokens ?? countTokens(messagesText((upstreamBody.messages as Array<{ content?: unknown }>) ?? []));
+  if (usage && !clientGone && !failure) {
+    await capture(ctx, s, promptTokens, usage.completion_tokens);
+    res.write('data: [DONE]\n\n');
+    res.end();
+    return;
+  }
+  // Cut short (client gone, or upstream failed mid-stream): bill what was delivered, if anything.
+  const deliveredTokens = countTokens(delivered);
+  const reason = clientGone ? 'client_disconnected' : (failure?.code ?? 'upstream_error');
+  if (deliveredTokens > 0) await capture(ctx, s, promptTokens, deliveredTokens, { cut_short: reason });
+  else await release(ctx, s, reason, ctx.log);
+  if (!clientGone) {
+    const error = failure ?? new AppError('upstream_error', 'The model stream ended without usage');
+    res.write(`data: ${JSON.stringify({ error: { message: error.message, type: 'api_error', code: error.code, trace_id: ctx.traceId } })}\n\n`);
+    res.end();
+  }
+}
