@@ -160,7 +160,9 @@ export function analyze(document: unknown): Analysis {
   };
 
   // 2. Per block: names, handlers, switch routes, needs, dependencies, cycles, ancestors, order.
+  // Only registered steps (valid, first-of-their-id) take part in the graph.
   for (const block of blocks) {
+    const registered = (step: StepNode): step is StepNode & { id: string } => step.id !== undefined && block.byId.get(step.id) === step;
     block.mode = block.steps.some((s) => s.raw.needs !== undefined) ? 'dag' : 'sequence';
 
     for (const step of block.steps) {
@@ -190,7 +192,7 @@ export function analyze(document: unknown): Analysis {
     // Fallback handlers.
     for (const step of block.steps) {
       const onError = step.raw.on_error;
-      if (!isPlainObject(onError) || !isString(onError.fallback) || step.id === undefined) continue;
+      if (!isPlainObject(onError) || !isString(onError.fallback) || !registered(step)) continue;
       const target = onError.fallback;
       const pointer = pointerJoin(step.pointer, 'on_error', 'fallback');
       const node = steps.get(target);
@@ -204,7 +206,7 @@ export function analyze(document: unknown): Analysis {
     }
     // Fallback chains that loop (a → b → a).
     for (const step of block.steps) {
-      if (step.id === undefined || !block.handlerFor.has(step.id)) continue;
+      if (!registered(step) || !block.handlerFor.has(step.id)) continue;
       const seen = [step.id];
       let current: StepNode | undefined = step;
       while (current) {
@@ -233,9 +235,10 @@ export function analyze(document: unknown): Analysis {
 
     // Switch routes.
     const edgePointer = new Map<string, string>();
+    const switchEdges = new Set<string>();
     const edgeKey = (from: string, to: string) => `${from}\u0000${to}`;
     for (const sw of block.steps) {
-      if (sw.kind !== 'switch' || sw.id === undefined) continue;
+      if (sw.kind !== 'switch' || !registered(sw)) continue;
       const targets: [string, string][] = [];
       if (Array.isArray(sw.raw.cases)) {
         sw.raw.cases.forEach((c, i) => {
@@ -259,13 +262,14 @@ export function analyze(document: unknown): Analysis {
         else {
           block.switchOf.set(target, sw.id);
           edgePointer.set(edgeKey(target, sw.id), pointer);
+          switchEdges.add(edgeKey(target, sw.id));
         }
       }
     }
 
     // Explicit needs.
     for (const step of block.steps) {
-      if (step.id === undefined) continue;
+      if (!registered(step)) continue;
       const valid: string[] = [];
       if (Array.isArray(step.raw.needs)) {
         step.raw.needs.forEach((need, j) => {
@@ -275,7 +279,7 @@ export function analyze(document: unknown): Analysis {
           if (!node) return unknownStep(pointer, need, 'needed step');
           if (node === step) {
             valid.push(need);
-            edgePointer.set(edgeKey(step.id!, need), pointer);
+            edgePointer.set(edgeKey(step.id, need), pointer);
             return;
           }
           if (node.block !== block) {
@@ -296,7 +300,7 @@ export function analyze(document: unknown): Analysis {
           }
           if (!valid.includes(need)) {
             valid.push(need);
-            edgePointer.set(edgeKey(step.id!, need), pointer);
+            edgePointer.set(edgeKey(step.id, need), pointer);
           }
         });
       }
@@ -307,7 +311,7 @@ export function analyze(document: unknown): Analysis {
     let previous: StepNode | undefined;
     let unreachableReported = false;
     for (const step of block.steps) {
-      if (step.id === undefined) continue;
+      if (!registered(step)) continue;
       const deps: string[] = [];
       if (block.handlers.has(step.id)) {
         block.dependencies.set(step.id, deps);
@@ -338,10 +342,18 @@ export function analyze(document: unknown): Analysis {
       for (const dep of [...deps]) {
         const s = state.get(dep);
         if (s === 'visiting') {
+          // The cycle is reported at a switch route when it contains one (routing back is the
+          // mistake), else at the needs entry of its last step in document order.
           const cycle = stack.slice(stack.indexOf(dep));
-          const chain = cycle.map((from, i) => `"${from}" needs "${cycle[i + 1] ?? dep}"`).join(', ');
-          const pointer = edgePointer.get(edgeKey(id, dep)) ?? block.byId.get(id)!.pointer;
-          error('cycle', pointer, cycle.length === 1 ? `step "${id}" needs itself` : `steps form a cycle: ${chain}`);
+          const edges = cycle.map((from, i) => [from, cycle[i + 1] ?? dep] as const);
+          const describe = ([from, to]: readonly [string, string]) =>
+            switchEdges.has(edgeKey(from, to)) ? `switch "${to}" routes to "${from}"` : `"${from}" needs "${to}"`;
+          const index = (sid: string) => block.byId.get(sid)?.index ?? -1;
+          const blamed =
+            edges.find((e) => switchEdges.has(edgeKey(e[0], e[1]))) ??
+            edges.reduce((best, e) => (index(e[0]) > index(best[0]) ? e : best));
+          const pointer = edgePointer.get(edgeKey(blamed[0], blamed[1])) ?? block.byId.get(blamed[0])!.pointer;
+          error('cycle', pointer, cycle.length === 1 ? `step "${id}" needs itself` : `steps form a cycle: ${edges.map(describe).join(', ')}`);
           deps.splice(deps.indexOf(dep), 1);
         } else if (s === undefined && block.dependencies.has(dep)) {
           visit(dep);

@@ -56,28 +56,31 @@ class SourceMap {
     return { node, exact: true };
   }
 
-  /** Pointer of the deepest node whose range contains `offset`. */
+  /**
+   * Pointer of the deepest node whose value range contains `offset` (for syntax errors). It stops
+   * at flow collections and at a collection whose first character is the offset: a broken
+   * document's inner structure is guesswork, the line and column carry the detail.
+   */
   pointerAt(offset: number): string {
     let pointer = '';
     let node = this.resolve(this.doc.contents) as YamlNode | undefined;
+    const inside = (n: YamlNode | null | undefined): n is YamlNode => !!n && !isAlias(n) && !!n.range && offset >= n.range[0] && offset <= n.range[1];
     for (;;) {
-      let next: { node: YamlNode; segment: string | number } | undefined;
+      if (!node || !(isMap(node) || isSeq(node)) || node.flow || node.range?.[0] === offset) return pointer;
+      let next: { node: YamlNode | undefined; segment: string | number } | undefined;
       if (isMap(node)) {
         for (const pair of node.items) {
           const k = pair.key as YamlNode | null;
           const v = pair.value as YamlNode | null;
-          const start = k?.range?.[0] ?? v?.range?.[0];
-          const end = v?.range?.[2] ?? k?.range?.[2];
-          if (start !== undefined && end !== undefined && offset >= start && offset <= end && isScalar(k)) {
-            next = v && !isAlias(v) && v.range && offset >= v.range[0] ? { node: v, segment: String(k.value) } : undefined;
-            if (!next) return pointerJoin(pointer, String(k.value));
-            break;
-          }
+          if (!isScalar(k)) continue;
+          if (inside(v)) next = { node: v, segment: String(k.value) };
+          else if (inside(k)) next = { node: undefined, segment: String(k.value) };
+          if (next) break;
         }
-      } else if (isSeq(node)) {
+      } else {
         node.items.forEach((item, i) => {
           const n = item as YamlNode | null;
-          if (!next && n && !isAlias(n) && n.range && offset >= n.range[0] && offset <= n.range[2]) next = { node: n, segment: i };
+          if (!next && inside(n)) next = { node: n, segment: i };
         });
       }
       if (!next) return pointer;
@@ -97,34 +100,37 @@ class SourceMap {
     if (!range || typeof node.value !== 'string') return undefined;
     const value = node.value;
     const raw = this.source.slice(range[0], range[1]);
-    let offset: number | undefined;
     switch (node.type) {
       case Scalar.PLAIN:
-        if (raw === value) offset = range[0] + position;
-        break;
+        return raw === value ? range[0] + position : undefined;
       case Scalar.QUOTE_DOUBLE:
-      case Scalar.QUOTE_SINGLE:
-        if (raw.slice(1, -1) === value) offset = range[0] + 1 + position;
-        break;
+      case Scalar.QUOTE_SINGLE: {
+        if (raw.includes('\n')) return undefined; // folded multi-line string: not mapped
+        const offsets = quotedOffsets(raw, node.type === Scalar.QUOTE_DOUBLE);
+        // Exact by construction when decoding reproduces the value.
+        if (!offsets || offsets.text !== value) return undefined;
+        const at = offsets.map[position];
+        return at === undefined ? undefined : range[0] + at;
+      }
       case Scalar.BLOCK_LITERAL: {
         // Header line, then content lines sharing one indentation.
         const headerEnd = raw.indexOf('\n');
-        if (headerEnd === -1) break;
+        if (headerEnd === -1) return undefined;
         const before = value.slice(0, position);
         const lineIndex = before.split('\n').length - 1;
         const column = position - (before.lastIndexOf('\n') + 1);
         const contentLines = raw.slice(headerEnd + 1).split('\n');
         const indent = Math.min(...contentLines.filter((l) => l.trim() !== '').map((l) => l.length - l.trimStart().length));
-        if (!Number.isFinite(indent)) break;
+        if (!Number.isFinite(indent)) return undefined;
         let lineStart = range[0] + headerEnd + 1;
         for (let i = 0; i < lineIndex; i += 1) lineStart += (contentLines[i]?.length ?? 0) + 1;
-        offset = lineStart + indent + column;
-        break;
+        const offset = lineStart + indent + column;
+        const expected = value.slice(position, position + 3);
+        return this.source.slice(offset, offset + expected.length) === expected ? offset : undefined;
       }
+      default:
+        return undefined;
     }
-    if (offset === undefined) return undefined;
-    // Trust the mapping only when the source really shows the same text there.
-    return this.source.slice(offset, offset + 3) === value.slice(position, position + 3) ? offset : undefined;
   }
 
   locate<T extends DslError | DslWarning>({ error, key }: Located<T>): T {
@@ -140,6 +146,56 @@ class SourceMap {
     const end = this.position(span[1]);
     return { ...error, line: start.line, column: start.column, endLine: end.line, endColumn: end.column };
   }
+}
+
+const SIMPLE_ESCAPES: Record<string, string> = {
+  '0': '\0', a: '\x07', b: '\b', t: '\t', '\t': '\t', n: '\n', v: '\v', f: '\f', r: '\r', e: '\x1b',
+  ' ': ' ', '"': '"', '/': '/', '\\': '\\', N: '\x85', _: '\xa0', L: '\u2028', P: '\u2029',
+};
+const HEX_ESCAPES: Record<string, number> = { x: 2, u: 4, U: 8 };
+
+/**
+ * Decodes a one-line quoted scalar (YAML double or single quotes; JSON strings are YAML
+ * double-quoted strings) and maps each character of the value to its offset in `raw`.
+ */
+function quotedOffsets(raw: string, double: boolean): { text: string; map: number[] } | undefined {
+  let text = '';
+  const map: number[] = [];
+  let i = 1;
+  const end = raw.length - 1;
+  while (i < end) {
+    const c = raw[i]!;
+    if (double && c === '\\') {
+      const e = raw[i + 1] ?? '';
+      const digits = HEX_ESCAPES[e];
+      let decoded: string;
+      let width: number;
+      if (digits !== undefined) {
+        const hex = raw.slice(i + 2, i + 2 + digits);
+        if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length !== digits) return undefined;
+        decoded = String.fromCodePoint(parseInt(hex, 16));
+        width = 2 + digits;
+      } else if (Object.hasOwn(SIMPLE_ESCAPES, e)) {
+        decoded = SIMPLE_ESCAPES[e]!;
+        width = 2;
+      } else {
+        return undefined;
+      }
+      for (let k = 0; k < decoded.length; k += 1) map.push(i);
+      text += decoded;
+      i += width;
+    } else if (!double && c === "'" && raw[i + 1] === "'") {
+      map.push(i);
+      text += "'";
+      i += 2;
+    } else {
+      map.push(i);
+      text += c;
+      i += 1;
+    }
+  }
+  map.push(end);
+  return { text, map };
 }
 
 function detectFormat(source: string): 'yaml' | 'json' {

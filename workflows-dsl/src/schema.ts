@@ -353,7 +353,7 @@ export const WORKFLOW_SCHEMA = {
       required: ['id', 'kind'],
       properties: COMMON_PROPERTIES,
       allOf: STEP_KINDS.map((kind) => ({
-        if: { properties: { kind: { const: kind } }, required: ['kind'] },
+        if: { type: 'object', properties: { kind: { const: kind } }, required: ['kind'] },
         then: ref(`${kind}Step`),
       })),
     },

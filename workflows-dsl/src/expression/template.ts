@@ -4,7 +4,7 @@ import type { ExpressionNode } from './ast.ts';
 import { ExpressionError } from './errors.ts';
 import { evaluateNode, type Scope } from './evaluate.ts';
 import { parseExpression } from './parser.ts';
-import { findExpressionEnd } from './tokenizer.ts';
+import { findExpressionEnd, tokenize } from './tokenizer.ts';
 import { isPlainObject, toText } from './values.ts';
 
 export const OPEN = '${{';
@@ -49,6 +49,12 @@ export function parseTemplate(text: string): TemplatePart[] {
     const from = open + OPEN.length;
     const close = findExpressionEnd(text, from);
     if (close === -1) {
+      // An unterminated string literal swallows the "}}": report the literal, it is the cause.
+      try {
+        tokenize(text.slice(from), from);
+      } catch (error) {
+        if (error instanceof ExpressionError && error.message.startsWith('unterminated string')) throw error;
+      }
       throw new ExpressionError('expression_syntax', `unterminated "\${{" at position ${open}: missing "}}"`, open, text.length - open);
     }
     const source = text.slice(from, close);
