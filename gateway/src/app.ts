@@ -12,6 +12,7 @@ import { authRoutes } from './routes/auth.ts';
 import { orgRoutes } from './routes/orgs.ts';
 import { projectRoutes } from './routes/projects.ts';
 import { openAiRoutes } from './routes/openai-compatible.ts';
+import { billingRoutes } from './routes/billing.ts';
 
 export const JSON_BODY_LIMIT = '1mb';
 
@@ -32,6 +33,7 @@ export function createApp(deps: GatewayDeps): Express {
   orgRoutes(api);
   projectRoutes(api);
   openAiRoutes(api);
+  billingRoutes(api);
   api.assertComplete();
   app.use(api.router);
 

@@ -37,6 +37,8 @@ export const VALID_BODIES: Record<string, unknown> = {
   checkProjectPolicy: { model: 'gpt-4o-mini', max_tokens: 10 },
   createChatCompletion: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello' }], max_tokens: 5 },
   createEmbeddings: { model: 'text-embedding-3-small', input: 'hello' },
+  adminTopup: { amount_micros: '1000000', reason: 'test credit' },
+  adminAdjust: { delta_micros: '-1', reason: 'test debit' },
   logout: {},
   logoutAll: {},
   revokeInvitation: {},

@@ -2,6 +2,7 @@
 // pointer and, mapped back through the YAML CST, its line and column: syntax errors, schema
 // errors and semantic errors alike. Never throws on bad input.
 import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, type Document, type Node as YamlNode } from 'yaml';
+import { findJsonError } from './json-scan.ts';
 import { pointerJoin, pointerSegments } from './pointer.ts';
 import type { DslError, DslWarning, ValidationResult, WorkflowDocument } from './types.ts';
 import { validateDetailed, type Located } from './validate.ts';
@@ -57,30 +58,36 @@ class SourceMap {
   }
 
   /**
-   * Pointer of the deepest node whose value range contains `offset` (for syntax errors). It stops
-   * at flow collections and at a collection whose first character is the offset: a broken
-   * document's inner structure is guesswork, the line and column carry the detail.
+   * Pointer of the node an error offset belongs to: within a mapping, the last entry whose key
+   * starts at or before the offset; within a sequence, the last item starting at or before it. For syntax errors
+   * (`structural` false) it stops at flow collections and at a collection whose first character
+   * is the offset: a broken document's inner structure is guesswork, line and column carry the
+   * detail.
    */
-  pointerAt(offset: number): string {
+  pointerAt(offset: number, structural = false): string {
     let pointer = '';
     let node = this.resolve(this.doc.contents) as YamlNode | undefined;
-    const inside = (n: YamlNode | null | undefined): n is YamlNode => !!n && !isAlias(n) && !!n.range && offset >= n.range[0] && offset <= n.range[1];
+    // A node "holds" the offset when it starts at or before it: after a syntax error the parser
+    // often ends a node early, yet the error belongs to the last thing that was started.
+    const holds = (n: YamlNode | null | undefined): n is YamlNode => !!n && !isAlias(n) && !!n.range && n.range[0] <= offset;
     for (;;) {
-      if (!node || !(isMap(node) || isSeq(node)) || node.flow || node.range?.[0] === offset) return pointer;
+      if (!node || !(isMap(node) || isSeq(node))) return pointer;
+      if (!structural && (node.flow || node.range?.[0] === offset)) return pointer;
       let next: { node: YamlNode | undefined; segment: string | number } | undefined;
       if (isMap(node)) {
+        let entry: (typeof node.items)[number] | undefined;
         for (const pair of node.items) {
           const k = pair.key as YamlNode | null;
-          const v = pair.value as YamlNode | null;
-          if (!isScalar(k)) continue;
-          if (inside(v)) next = { node: v, segment: String(k.value) };
-          else if (inside(k)) next = { node: undefined, segment: String(k.value) };
-          if (next) break;
+          if (isScalar(k) && k.range && k.range[0] <= offset) entry = pair;
+        }
+        if (entry) {
+          const v = entry.value as YamlNode | null;
+          next = { node: holds(v) ? v : undefined, segment: String((entry.key as Scalar).value) };
         }
       } else {
         node.items.forEach((item, i) => {
           const n = item as YamlNode | null;
-          if (!next && inside(n)) next = { node: n, segment: i };
+          if (holds(n)) next = { node: n, segment: i };
         });
       }
       if (!next) return pointer;
@@ -202,6 +209,17 @@ function detectFormat(source: string): 'yaml' | 'json' {
   return /^\s*[{[]/.test(source) ? 'json' : 'yaml';
 }
 
+/** A hint for the classic mistake: an unquoted `${{ a ? b : c }}` is a YAML mapping. */
+function syntaxHint(source: string, offset: number, message: string): string {
+  const lineStart = source.lastIndexOf('\n', offset - 1) + 1;
+  const lineEnd = source.indexOf('\n', offset);
+  const line = source.slice(lineStart, lineEnd === -1 ? undefined : lineEnd);
+  if (/nested mappings|implicit keys|compact mappings/i.test(message) && line.includes('${{')) {
+    return ' (a plain YAML value cannot contain ": " — put the ${{ … }} expression in quotes)';
+  }
+  return '';
+}
+
 function firstLine(message: string): string {
   return message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
 }
@@ -213,24 +231,15 @@ function duplicateMessage(source: string, pos: [number, number]): string {
   return key ? `duplicate key "${key}": keys of a mapping must be unique` : 'duplicate key: keys of a mapping must be unique';
 }
 
-/** JSON.parse with the error position recovered from V8's message. */
+/** JSON.parse, and on failure the first error located by a small scanner. */
 function parseJson(source: string, lines: LineCounter): { value: unknown } | { error: DslError } {
   try {
     return { value: JSON.parse(source) as unknown };
   } catch (e) {
-    const message = (e as Error).message;
-    const match = /at position (\d+)/.exec(message);
-    const offset = match ? Number(match[1]) : undefined;
-    const cleaned = message.replace(/\s*in JSON at position \d+(?: \(line \d+ column \d+\))?/, '').replace(/^JSON\.parse: /, '');
-    const error: DslError = { code: 'json_syntax', message: `invalid JSON: ${cleaned}`, pointer: '' };
-    if (offset !== undefined) {
-      const { line, col } = lines.linePos(offset);
-      Object.assign(error, { line, column: col, endLine: line, endColumn: col + 1 });
-    } else if (/end of (JSON )?input|Unterminated/i.test(message)) {
-      const { line, col } = lines.linePos(source.length);
-      Object.assign(error, { line, column: col });
-    }
-    return { error };
+    const found = findJsonError(source);
+    if (!found) return { error: { code: 'json_syntax', message: `invalid JSON: ${(e as Error).message.split('\n')[0]}`, pointer: '' } };
+    const { line, col } = lines.linePos(Math.min(found.offset, source.length));
+    return { error: { code: 'json_syntax', message: `invalid JSON: ${found.message}`, pointer: '', line, column: col, endLine: line, endColumn: col + 1 } };
   }
 }
 
@@ -270,7 +279,7 @@ export function parseWorkflow(source: string, format: SourceFormat = 'auto'): Va
         ok: false,
         errors: duplicates.map((e) => {
           const { line, column } = map.position(e.pos[0]);
-          return { code: 'duplicate_key' as const, message: duplicateMessage(text, e.pos), pointer: map.pointerAt(e.pos[0]), line, column };
+          return { code: 'duplicate_key' as const, message: duplicateMessage(text, e.pos), pointer: map.pointerAt(e.pos[0], true), line, column };
         }),
         warnings,
       };
@@ -288,8 +297,8 @@ export function parseWorkflow(source: string, format: SourceFormat = 'auto'): Va
         const duplicate = e.code === 'DUPLICATE_KEY';
         return {
           code: duplicate ? 'duplicate_key' : 'yaml_syntax',
-          message: duplicate ? duplicateMessage(text, e.pos) : `YAML syntax error: ${firstLine(e.message)}`,
-          pointer: map.pointerAt(e.pos[0]),
+          message: duplicate ? duplicateMessage(text, e.pos) : `YAML syntax error: ${firstLine(e.message)}${syntaxHint(text, e.pos[0], e.message)}`,
+          pointer: e.code === 'MULTIPLE_DOCS' ? '' : map.pointerAt(e.pos[0], duplicate),
           line,
           column,
           endLine: end.line,

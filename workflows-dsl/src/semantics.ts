@@ -307,7 +307,7 @@ export function checkSemantics(document: unknown, analysis: Analysis = analyze(d
       const actual = inferType(whole, resolveType(ctx));
       if (actual !== 'unknown' && actual !== wanted) {
         const noun = wanted === 'array' ? 'a list' : 'a number';
-        error('type_mismatch', pointer, `this expression must produce ${noun}, but it produces ${actual === 'array' ? 'a list' : actual === 'null' ? 'null' : `a ${actual === 'object' ? 'object' : actual}`}`, whole.start);
+        error('type_mismatch', pointer, `this expression must produce ${noun}, but it produces ${actual === 'array' ? 'a list' : actual === 'null' ? 'null' : actual === 'object' ? 'an object' : `a ${actual}`}`, whole.start);
       }
     }
     return whole;

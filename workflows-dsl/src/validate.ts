@@ -122,7 +122,9 @@ export function translateSchemaErrors(errors: readonly ErrorObject[], data: unkn
           code = 'invalid_duration';
           message = `${describeAt(data, pointer)} must be a duration such as 500ms, 30s, 5m, 2h, 7d or 1h30m, not ${describeValue(value)}`;
         } else {
-          message = `${describeAt(data, pointer)} ${typeMessage(params.type)}, not ${describeValue(value)}`;
+          const orExpression = isPlainObject(parent.then) && parent.then.$ref === '#/$defs/expression';
+          const types = orExpression ? (params.type as string[]).filter((t) => t !== 'string') : params.type;
+          message = `${describeAt(data, pointer)} ${typeMessage(types)}${orExpression ? ' or a ${{ … }} expression' : ''}, not ${describeValue(value)}`;
         }
         break;
       case 'enum': {
@@ -159,6 +161,18 @@ export function translateSchemaErrors(errors: readonly ErrorObject[], data: unkn
         message = `${describeAt(data, pointer)}: ${typeof custom === 'string' ? custom : (e.message ?? 'is invalid')}`;
         break;
       }
+      case 'minLength':
+        message = params.limit === 1 ? `${describeAt(data, pointer)} must not be empty` : `${describeAt(data, pointer)} must have at least ${String(params.limit)} characters`;
+        break;
+      case 'maxLength':
+        message = `${describeAt(data, pointer)} must have at most ${String(params.limit)} characters`;
+        break;
+      case 'minimum':
+      case 'maximum':
+      case 'exclusiveMinimum':
+      case 'exclusiveMaximum':
+        message = `${describeAt(data, pointer)} must be ${String(params.comparison)} ${String(params.limit)}, not ${describeValue(value)}`;
+        break;
       case 'minItems':
         message = `${describeAt(data, pointer)} must have at least ${String(params.limit)} item${params.limit === 1 ? '' : 's'}`;
         break;

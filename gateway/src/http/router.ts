@@ -39,6 +39,8 @@ export interface RequestContext {
   actorOrThrow(): Actor;
   /** Writes the audit row (inside `tx` when given); the router then writes none of its own. */
   audit(entry: AuditEntry, tx?: Prisma.TransactionClient): Promise<void>;
+  /** The domain operation wrote its own audit row in its transaction (e.g. ledger top-ups). */
+  auditedByDomain(): void;
 }
 
 export type Handler = (ctx: RequestContext) => Promise<Reply | void>;
@@ -114,6 +116,9 @@ export class ApiRouter {
       actorOrThrow() {
         if (!ctx.actor) throw new AppError('unauthenticated', 'Sign in or send an API key');
         return ctx.actor;
+      },
+      auditedByDomain() {
+        auditedInTransaction = true;
       },
       async audit(entry, tx) {
         await writeAudit(tx ?? deps.prisma, auditInfo, entry);
