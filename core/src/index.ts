@@ -11,3 +11,4 @@ export * from './db/client.ts';
 export * from './db/migrate.ts';
 export * from './seed.ts';
 export * from './billing/index.ts';
+export * from './run-events.ts';

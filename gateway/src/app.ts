@@ -13,6 +13,7 @@ import { orgRoutes } from './routes/orgs.ts';
 import { projectRoutes } from './routes/projects.ts';
 import { openAiRoutes } from './routes/openai-compatible.ts';
 import { billingRoutes } from './routes/billing.ts';
+import { chatRoutes } from './routes/chat.ts';
 
 export const JSON_BODY_LIMIT = '1mb';
 
@@ -34,6 +35,7 @@ export function createApp(deps: GatewayDeps): Express {
   projectRoutes(api);
   openAiRoutes(api);
   billingRoutes(api);
+  chatRoutes(api);
   api.assertComplete();
   app.use(api.router);
 

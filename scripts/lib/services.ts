@@ -6,6 +6,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { searchAttributeFlags } from '@deepspace/core/run-events';
 
 export const TEMPORAL_CLI_VERSION = 'v1.5.1';
 export const TEMPORAL_CACHE_DIR = process.env.DEEPSPACE_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'deepspace', 'bin');
@@ -145,7 +146,6 @@ export async function startTemporalDevServer(options: {
   dbFile?: string;
   logFile?: string;
   ui?: boolean;
-  searchAttributes?: Record<string, 'Keyword' | 'Text' | 'Int' | 'Double' | 'Bool' | 'Datetime' | 'KeywordList'>;
 }): Promise<TemporalDevServer> {
   const binary = ensureTemporalCli();
   const args = [
@@ -162,9 +162,7 @@ export async function startTemporalDevServer(options: {
     mkdirSync(path.dirname(options.dbFile), { recursive: true });
     args.push('--db-filename', options.dbFile);
   }
-  for (const [name, type] of Object.entries(options.searchAttributes ?? {})) {
-    args.push('--search-attribute', `${name}=${type}`);
-  }
+  args.push(...searchAttributeFlags());
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: false });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });

@@ -2,7 +2,8 @@
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
-import type { AppConfig, Logger, PgPool, PrismaClient } from '@deepspace/core';
+import { createRedis, type AppConfig, type Logger, type PgPool, type PrismaClient, type Redis } from '@deepspace/core';
+import { createUpstreamClient, type OpenAI } from '@deepspace/core/ai/upstream';
 import { createActivities } from './activities/index.ts';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
@@ -14,6 +15,9 @@ export interface CreateWorkerOptions {
   /** The billing ledger's pg pool. */
   pool: PgPool;
   logger: Logger;
+  /** Built from config when not given. */
+  redis?: Redis;
+  upstream?: OpenAI;
   taskQueue?: string;
   overrides?: Partial<WorkerOptions>;
 }
@@ -26,7 +30,15 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     taskQueue: options.taskQueue ?? options.config.temporal.taskQueue,
     identity,
     workflowsPath: WORKFLOWS_PATH,
-    activities: createActivities({ prisma: options.prisma, pool: options.pool, logger: options.logger, workerIdentity: identity }),
+    activities: createActivities({
+      prisma: options.prisma,
+      pool: options.pool,
+      logger: options.logger,
+      workerIdentity: identity,
+      config: options.config,
+      redis: options.redis ?? createRedis(options.config.redis.url, options.config.redis.keyPrefix),
+      upstream: options.upstream ?? createUpstreamClient(options.config),
+    }),
     ...options.overrides,
   });
 }

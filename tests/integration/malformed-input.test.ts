@@ -1,6 +1,7 @@
 // Malformed input on every operation: wrong types, missing fields, unknown fields, bad JSON,
 // huge bodies, wrong content types, bad path and query parameters. Always a 4xx in the one error
 // shape, never a 500; and nothing is written.
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createKey, missingAuditTraceIds, signUp, type ApiResponse, type Tenant } from '../support/api.ts';
 import { exampleBody, OPERATIONS, pathFor, type RouteIds } from '../support/operations.ts';
@@ -27,7 +28,7 @@ beforeAll(async () => {
   owner = await signUp(gateway.url, 'malformed');
   const invitation = await owner.client.post(`/api/v1/orgs/${owner.org.id}/invitations`, { email: 'm@example.test', role: 'member' });
   const key = await owner.client.post(`/api/v1/projects/${owner.project.id}/api-keys`, { name: 'k', scopes: ['usage:read'] });
-  ids = { orgId: owner.org.id, projectId: owner.project.id, userId: owner.user.id, invitationId: invitation.body.id, keyId: key.body.id };
+  ids = { orgId: owner.org.id, projectId: owner.project.id, userId: owner.user.id, invitationId: invitation.body.id, keyId: key.body.id, sessionId: randomUUID(), runId: randomUUID() };
 });
 beforeEach(() => {
   problems.length = 0;
@@ -89,7 +90,7 @@ describe('malformed input never gets a 500', () => {
   });
 
   it('invalid path parameters and query parameters', async () => {
-    const notUuid: RouteIds = { orgId: 'not-a-uuid', projectId: "1' OR '1'='1", userId: '../../etc', invitationId: '%00', keyId: 'x'.repeat(300) };
+    const notUuid: RouteIds = { orgId: 'not-a-uuid', projectId: "1' OR '1'='1", userId: '../../etc', invitationId: '%00', keyId: 'x'.repeat(300), sessionId: 'nope', runId: '12' };
     for (const op of OPERATIONS.filter((o) => o.path.includes('{'))) {
       const res = await owner.client.request(op.method.toUpperCase(), pathFor(op, notUuid), { body: exampleBody(op) });
       expectClientError(`${op.operationId} bad path ids`, res, [400, 404]);

@@ -1,6 +1,7 @@
 // Each API key scope allows exactly its routes: for every operation, a key holding only scope S
 // is refused with insufficient_scope unless the operation requires S (or any key); routes without
 // `x-scope` refuse every key.
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, missingAuditTraceIds, signUp, type Tenant } from '../support/api.ts';
 import { exampleBody, OPERATIONS, pathFor, type RouteIds } from '../support/operations.ts';
@@ -16,7 +17,7 @@ beforeAll(async () => {
   owner = await signUp(gateway.url, 'scopes');
   const invitation = await owner.client.post(`/api/v1/orgs/${owner.org.id}/invitations`, { email: 'scoped@example.test', role: 'viewer' });
   const key = await owner.client.post(`/api/v1/projects/${owner.project.id}/api-keys`, { name: 'target', scopes: ['usage:read'] });
-  ids = { orgId: owner.org.id, projectId: owner.project.id, userId: owner.user.id, invitationId: invitation.body.id, keyId: key.body.id };
+  ids = { orgId: owner.org.id, projectId: owner.project.id, userId: owner.user.id, invitationId: invitation.body.id, keyId: key.body.id, sessionId: randomUUID(), runId: randomUUID() };
 });
 afterAll(async () => {
   expect(await missingAuditTraceIds(gateway.deps.prisma)).toEqual([]);

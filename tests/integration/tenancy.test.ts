@@ -19,8 +19,30 @@ beforeAll(async () => {
   const invitation = await victim.client.post(`/api/v1/orgs/${victim.org.id}/invitations`, { email: 'pending@example.test', role: 'member' });
   const key = await victim.client.post(`/api/v1/projects/${victim.project.id}/api-keys`, { name: 'victim key', scopes: ALL_SCOPES });
   await victim.client.put(`/api/v1/projects/${victim.project.id}/policy`, { allowed_models: ['victim-secret-model'] });
-  victimIds = { orgId: victim.org.id, projectId: victim.project.id, userId: victim.user.id, invitationId: invitation.body.id, keyId: key.body.id };
-  victimSecrets = [victim.org.name, victim.project.name, victim.email, 'pending@example.test', key.body.prefix, 'victim-secret-model'];
+  const session = await victim.client.post(`/api/v1/projects/${victim.project.id}/chat/sessions`, { title: 'victim secret session' });
+  // A run row as the chat route makes it (no worker needed: attackers must be refused before it matters).
+  const run = await gateway.deps.prisma.workflowRun.create({
+    data: {
+      orgId: victim.org.id,
+      projectId: victim.project.id,
+      kind: 'chat',
+      temporalWorkflowId: `chat-victim-${Date.now()}`,
+      status: 'running',
+      traceId: 'c'.repeat(32),
+      actorType: 'user',
+      actorId: victim.user.id,
+    },
+  });
+  victimIds = {
+    orgId: victim.org.id,
+    projectId: victim.project.id,
+    userId: victim.user.id,
+    invitationId: invitation.body.id,
+    keyId: key.body.id,
+    sessionId: session.body.id,
+    runId: run.id,
+  };
+  victimSecrets = [victim.org.name, victim.project.name, victim.email, 'pending@example.test', key.body.prefix, 'victim-secret-model', 'victim secret session'];
 });
 
 afterAll(async () => {
@@ -82,6 +104,10 @@ describe('tenancy', () => {
     expect(keys.body.data.find((k: { id: string }) => k.id === victimIds.keyId).revoked_at).toBeNull();
     const invitations = await victim.client.get(`/api/v1/orgs/${victim.org.id}/invitations`);
     expect(invitations.body.data.map((i: { id: string }) => i.id)).toContain(victimIds.invitationId);
+    const sessions = await victim.client.get(`/api/v1/projects/${victim.project.id}/chat/sessions`);
+    expect(sessions.body.data.map((x: { title: string }) => x.title)).toEqual(['victim secret session']);
+    const run = await gateway.deps.prisma.workflowRun.findUniqueOrThrow({ where: { id: victimIds.runId } });
+    expect(run.status).toBe('running');
     const policy = await victim.client.get(`/api/v1/projects/${victim.project.id}/policy`);
     expect(policy.body.rules).toMatchObject({ allowed_models: ['victim-secret-model'], max_tokens_per_request: null });
   });

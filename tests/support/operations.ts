@@ -10,6 +10,8 @@ export interface RouteIds {
   userId: string;
   invitationId: string;
   keyId: string;
+  sessionId: string;
+  runId: string;
 }
 
 export function pathFor(op: Operation, ids: RouteIds): string {
@@ -39,6 +41,10 @@ export const VALID_BODIES: Record<string, unknown> = {
   createEmbeddings: { model: 'text-embedding-3-small', input: 'hello' },
   adminTopup: { amount_micros: '1000000', reason: 'test credit' },
   adminAdjust: { delta_micros: '-1', reason: 'test debit' },
+  createChatSession: { title: 'A session' },
+  updateChatSession: { title: 'Renamed session' },
+  sendChatMessage: { content: 'hello' },
+  cancelChatRun: {},
   logout: {},
   logoutAll: {},
   revokeInvitation: {},

@@ -67,9 +67,9 @@ export function findJsonError(text: string): JsonSyntaxError | undefined {
         i += 1;
         return;
       }
-      for (;;) {
+      for (let comma = -1; ; ) {
         space();
-        if (text[i] === '}') fail('trailing comma before "}"');
+        if (text[i] === '}') fail('trailing comma before "}"', comma);
         if (text[i] !== '"') fail(`expected a property name in double quotes, found ${describe(i)}`);
         string();
         space();
@@ -78,6 +78,7 @@ export function findJsonError(text: string): JsonSyntaxError | undefined {
         value(depth + 1);
         space();
         if (text[i] === ',') {
+          comma = i;
           i += 1;
           continue;
         }
@@ -95,12 +96,13 @@ export function findJsonError(text: string): JsonSyntaxError | undefined {
         i += 1;
         return;
       }
-      for (;;) {
+      for (let comma = -1; ; ) {
         space();
-        if (text[i] === ']') fail('trailing comma before "]"');
+        if (text[i] === ']') fail('trailing comma before "]"', comma);
         value(depth + 1);
         space();
         if (text[i] === ',') {
+          comma = i;
           i += 1;
           continue;
         }

@@ -14,8 +14,13 @@ export interface SchemaIssue {
 
 const DRAFT_2020 = /^https?:\/\/json-schema\.org\/draft\/2020-12\/schema#?$/;
 
-function newAjv(warnings: string[] = []): Ajv2020 {
-  return new Ajv2020({
+// One instance checks every embedded schema: its meta-schema is compiled once. Each checked
+// schema is removed again afterwards, so nothing accumulates and `$id`s never collide.
+const logged: string[] = [];
+let checker: Ajv2020 | undefined;
+
+function schemaChecker(): Ajv2020 {
+  checker ??= new Ajv2020({
     allErrors: true,
     strict: false,
     // Unknown keywords (often typos such as `propertis`) are reported as warnings.
@@ -23,10 +28,11 @@ function newAjv(warnings: string[] = []): Ajv2020 {
     validateFormats: false,
     logger: {
       log: () => undefined,
-      warn: (...args: unknown[]) => void warnings.push(args.map(String).join(' ')),
-      error: (...args: unknown[]) => void warnings.push(args.map(String).join(' ')),
+      warn: (...args: unknown[]) => void logged.push(args.map(String).join(' ')),
+      error: (...args: unknown[]) => void logged.push(args.map(String).join(' ')),
     },
   });
+  return checker;
 }
 
 /** Pointer of the first property named `key` anywhere in `value` (depth first), or ''. */
@@ -70,8 +76,8 @@ export function checkUserSchema(schema: unknown): { errors: SchemaIssue[]; warni
   if (isPlainObject(schema) && typeof schema.$schema === 'string' && !DRAFT_2020.test(schema.$schema)) {
     return { errors: [{ pointer: '/$schema', message: `only JSON Schema 2020-12 is supported, not ${JSON.stringify(schema.$schema)}` }], warnings: [] };
   }
-  const logged: string[] = [];
-  const ajv = newAjv(logged);
+  const ajv = schemaChecker();
+  logged.length = 0;
   if (!ajv.validateSchema(schema as object)) {
     const issues = schemaIssues(ajv.errors);
     return { errors: issues.length > 0 ? issues : [{ pointer: '', message: 'is not a valid JSON Schema' }], warnings: [] };
@@ -80,6 +86,12 @@ export function checkUserSchema(schema: unknown): { errors: SchemaIssue[]; warni
     ajv.compile(schema as object);
   } catch (error) {
     return { errors: [{ pointer: '', message: (error as Error).message }], warnings: [] };
+  } finally {
+    try {
+      ajv.removeSchema(schema as object);
+    } catch {
+      // nothing was added
+    }
   }
   const warnings = logged.map((line) => {
     const keyword = /unknown keyword: "([^"]+)"/.exec(line)?.[1];

@@ -99,7 +99,7 @@ async function failing<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-export function createBillingActivities(deps: ActivityDeps) {
+export function createBillingActivities(deps: Pick<ActivityDeps, 'prisma' | 'pool' | 'logger' | 'workerIdentity'>) {
   const ledger = new Ledger(deps.pool);
   return {
     async billingHold(input: BillingHoldInput): Promise<BillingHoldOutput> {

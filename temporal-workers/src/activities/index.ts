@@ -1,6 +1,8 @@
 // Every side effect of the platform runs here, as Temporal activities. Activities receive their
 // dependencies through this factory, so tests and the worker build them the same way.
-import type { Logger, PgPool, PrismaClient } from '@deepspace/core';
+import type { AppConfig, Logger, PgPool, PrismaClient, Redis } from '@deepspace/core';
+import type { OpenAI } from '@deepspace/core/ai/upstream';
+import { createChatActivities } from './chat.ts';
 import { createBillingActivities } from './billing.ts';
 import { createSystemActivities } from './system.ts';
 
@@ -10,12 +12,18 @@ export interface ActivityDeps {
   pool: PgPool;
   logger: Logger;
   workerIdentity: string;
+  config: AppConfig;
+  /** Run event streams. */
+  redis: Redis;
+  /** The OpenAI-compatible upstream. */
+  upstream: OpenAI;
 }
 
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createSystemActivities(deps),
     ...createBillingActivities(deps),
+    ...createChatActivities(deps),
   };
 }
 

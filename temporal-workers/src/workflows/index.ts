@@ -1,3 +1,4 @@
 // The workflow bundle's entry: every workflow type the worker serves is exported here.
 export { systemProbeWorkflow } from './system.ts';
 export { expireHoldsWorkflow } from './billing.ts';
+export { chatMessageWorkflow } from './chat.ts';

@@ -10,15 +10,14 @@ export type Scope = Readonly<Record<string, unknown>>;
 
 const span = (node: ExpressionNode) => node.end - node.start;
 
-function typeError(node: ExpressionNode, message: string): ExpressionError {
-  return new ExpressionError('expression_type', `${message} at position ${node.start}`, node.start, span(node));
+function typeError(node: { start: number; end: number }, message: string): ExpressionError {
+  return new ExpressionError('expression_type', `${message} at position ${node.start}`, node.start, node.end - node.start);
 }
 
 /** `object[key]` / `object.key` on JSON-like data; null when absent, an error on non-data. */
-export function readProperty(object: unknown, key: unknown, node: ExpressionNode, keyNode: ExpressionNode | undefined): unknown {
-  const where = keyNode ?? node;
+export function readProperty(object: unknown, key: unknown, where: { start: number; end: number }): unknown {
   if (typeof key === 'string' && FORBIDDEN_PROPERTIES.has(key)) {
-    throw new ExpressionError('forbidden_property', `property "${key}" is not accessible (at position ${where.start})`, where.start, span(where));
+    throw new ExpressionError('forbidden_property', `property "${key}" is not accessible (at position ${where.start})`, where.start, where.end - where.start);
   }
   if (object === null || object === undefined) return null;
   if (typeof key !== 'string' && typeof key !== 'number') {
@@ -81,9 +80,9 @@ export function evaluateNode(node: ExpressionNode, scope: Scope): unknown {
       }
       return scope[node.name] ?? null;
     case 'member':
-      return readProperty(evaluateNode(node.object, scope), node.property, node, undefined);
+      return readProperty(evaluateNode(node.object, scope), node.property, { start: node.propertyStart, end: node.end });
     case 'index':
-      return readProperty(evaluateNode(node.object, scope), evaluateNode(node.index, scope), node, node.index);
+      return readProperty(evaluateNode(node.object, scope), evaluateNode(node.index, scope), node.index);
     case 'unary': {
       const value = evaluateNode(node.argument, scope);
       if (node.operator === '!') return !truthy(value);

@@ -1,0 +1,93 @@
+// Run progress events live in one Redis Stream per run. Workers append (XADD); the gateway relays
+// them as SSE with the stream entry id as the event id, so a client reconnecting with
+// Last-Event-ID resumes exactly after the last event it saw: no loss, no duplicates.
+import type { Redis } from 'ioredis';
+
+export const RUN_EVENTS_MAX_LEN = 20_000;
+export const RUN_EVENTS_TTL_SECONDS = 24 * 3600;
+
+export type RunEventType =
+  | 'run.started'
+  | 'message.delta'
+  | 'message.reset'
+  | 'message.completed'
+  | 'run.failed'
+  | 'run.cancelled';
+
+export const TERMINAL_RUN_EVENTS: ReadonlySet<RunEventType> = new Set(['message.completed', 'run.failed', 'run.cancelled']);
+
+export interface RunEvent {
+  id: string;
+  type: RunEventType;
+  data: Record<string, unknown>;
+}
+
+export function runEventsKey(runId: string): string {
+  return `run:${runId}:events`;
+}
+
+export async function appendRunEvent(redis: Redis, runId: string, type: RunEventType, data: Record<string, unknown>): Promise<string> {
+  const key = runEventsKey(runId);
+  const id = await redis.xadd(key, 'MAXLEN', '~', String(RUN_EVENTS_MAX_LEN), '*', 'type', type, 'data', JSON.stringify(data));
+  if (type === 'run.started' || TERMINAL_RUN_EVENTS.has(type)) await redis.expire(key, RUN_EVENTS_TTL_SECONDS);
+  return id ?? '';
+}
+
+function parseEntries(entries: Array<[string, string[]]>): RunEvent[] {
+  return entries.map(([id, fields]) => {
+    const map = new Map<string, string>();
+    for (let i = 0; i + 1 < fields.length; i += 2) map.set(fields[i]!, fields[i + 1]!);
+    return { id, type: map.get('type') as RunEventType, data: JSON.parse(map.get('data') ?? '{}') as Record<string, unknown> };
+  });
+}
+
+/**
+ * Events after `afterId` ('0' for all), waiting up to `blockMs` for new ones (a blocking read needs
+ * its own connection); `blockMs` null reads what is there without waiting.
+ */
+export async function readRunEvents(redis: Redis, runId: string, afterId: string, blockMs: number | null, count = 500): Promise<RunEvent[]> {
+  const key = runEventsKey(runId);
+  const result = (
+    blockMs === null
+      ? await redis.xread('COUNT', count, 'STREAMS', key, afterId)
+      : await redis.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', key, afterId)
+  ) as Array<[string, Array<[string, string[]]>]> | null;
+  if (!result || !result[0]) return [];
+  return parseEntries(result[0][1]);
+}
+
+export async function runEventsExist(redis: Redis, runId: string): Promise<boolean> {
+  return (await redis.exists(runEventsKey(runId))) === 1;
+}
+
+/** Temporal search attributes the platform sets on its runs (registered on the dev server at start). */
+export const SEARCH_ATTRIBUTES = {
+  DsOrgId: 'Keyword',
+  DsProjectId: 'Keyword',
+  DsSessionId: 'Keyword',
+  DsTraceId: 'Keyword',
+  DsRunKind: 'Keyword',
+} as const;
+
+export function searchAttributeFlags(): string[] {
+  return Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]);
+}
+
+/** The contract between the gateway (which starts chat runs) and the chat workflow. */
+export interface ChatRunInput {
+  runId: string;
+  traceId: string;
+  orgId: string;
+  projectId: string;
+  sessionId: string;
+  userMessageId: string;
+  /** Made by the gateway, so a retried settle upserts the same row. */
+  assistantMessageId: string;
+  model: string;
+  maxTokens?: number | null;
+  temperature?: number | null;
+  actor: { type: 'user' | 'api_key'; id: string };
+}
+
+export const CHAT_WORKFLOW_TYPE = 'chatMessageWorkflow';
+export const chatWorkflowId = (userMessageId: string) => `chat-${userMessageId}`;

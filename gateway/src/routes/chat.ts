@@ -1,0 +1,298 @@
+// Chat: sessions, messages and runs. A message is a one-step durable workflow (temporal-workers
+// chatMessageWorkflow); its reply streams back over SSE from the run's Redis Stream.
+import { createHash, randomUUID } from 'node:crypto';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { AppError, CHAT_WORKFLOW_TYPE, chatWorkflowId, type ChatRunInput, type Models, type Prisma } from '@deepspace/core';
+import type { ApiRouter, RequestContext } from '../http/router.ts';
+import { projectAccess } from '../services/access.ts';
+import { assertPolicyAllows } from '../services/policy.ts';
+import { openSse, relayRunEvents, writeSse } from '../services/sse.ts';
+
+const DEFAULT_CHAT_MODEL = 'gpt-4o-mini';
+
+/** A UUID derived from text, so retried requests map to the same rows and workflow. */
+function stableUuid(text: string): string {
+  const h = createHash('sha256').update(text).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+function sessionJson(s: Models.ChatSession) {
+  return {
+    id: s.id,
+    project_id: s.projectId,
+    title: s.title,
+    model: s.model,
+    params: s.params,
+    created_by: s.createdBy,
+    created_at: s.createdAt.toISOString(),
+    updated_at: s.updatedAt.toISOString(),
+  };
+}
+
+function runJson(r: Models.WorkflowRun) {
+  return {
+    id: r.id,
+    kind: r.kind,
+    status: r.status,
+    trace_id: r.traceId,
+    temporal_workflow_id: r.temporalWorkflowId,
+    cost_micros: r.costMicros.toString(),
+    input: r.input,
+    output: r.output,
+    error: r.error,
+    created_at: r.createdAt.toISOString(),
+    started_at: r.startedAt?.toISOString() ?? null,
+    finished_at: r.finishedAt?.toISOString() ?? null,
+  };
+}
+
+function actorRef(ctx: RequestContext): { type: 'user' | 'api_key'; id: string } {
+  const actor = ctx.actorOrThrow();
+  return actor.type === 'user' ? { type: 'user', id: actor.userId } : { type: 'api_key', id: actor.keyId };
+}
+
+async function sessionOf(ctx: RequestContext, minimumRole: 'viewer' | 'member' = 'viewer') {
+  const { project } = await projectAccess(ctx.deps.prisma, ctx.actorOrThrow(), ctx.params.projectId!, minimumRole, { what: 'chat' });
+  const session = await ctx.deps.prisma.chatSession.findFirst({ where: { id: ctx.params.sessionId!, projectId: project.id, archivedAt: null } });
+  if (!session) throw new AppError('not_found', 'Chat session not found');
+  return { project, session };
+}
+
+async function runOf(ctx: RequestContext) {
+  const { project } = await projectAccess(ctx.deps.prisma, ctx.actorOrThrow(), ctx.params.projectId!, 'viewer');
+  const run = await ctx.deps.prisma.workflowRun.findFirst({ where: { id: ctx.params.runId!, projectId: project.id, kind: 'chat' } });
+  if (!run) throw new AppError('not_found', 'Run not found');
+  return { project, run };
+}
+
+async function chatModel(ctx: RequestContext, name: string) {
+  const model = await ctx.deps.catalog.get(name);
+  if (!model || model.kind !== 'chat') throw new AppError('not_found', `The model "${name}" does not exist or is not a chat model`);
+  return model;
+}
+
+/** The final event of a run whose stream is gone (expired), from the database. */
+function finalEventFor(ctx: RequestContext, runId: string) {
+  return async () => {
+    const run = await ctx.deps.prisma.workflowRun.findUnique({ where: { id: runId } });
+    if (!run || run.status === 'queued' || run.status === 'running') return null;
+    if (run.status === 'succeeded') return { type: 'message.completed', data: { ...(run.output as object), cost_micros: run.costMicros.toString() } };
+    return { type: run.status === 'cancelled' ? 'run.cancelled' : 'run.failed', data: (run.error as Record<string, unknown>) ?? {} };
+  };
+}
+
+export function chatRoutes(api: ApiRouter): void {
+  api.handle('createChatSession', async (ctx) => {
+    const { project } = await projectAccess(ctx.deps.prisma, ctx.actorOrThrow(), ctx.params.projectId!, 'member', { what: 'chat' });
+    if (ctx.body.model) await chatModel(ctx, ctx.body.model);
+    const actor = actorRef(ctx);
+    const session = await ctx.deps.prisma.$transaction(async (tx) => {
+      const row = await tx.chatSession.create({
+        data: {
+          orgId: project.orgId,
+          projectId: project.id,
+          title: ctx.body.title ?? 'New chat',
+          model: ctx.body.model ?? null,
+          params: (ctx.body.params ?? {}) as Prisma.InputJsonValue,
+          createdBy: `${actor.type}:${actor.id}`,
+        },
+      });
+      await ctx.audit({ action: 'chat.session.create', resourceType: 'chat_session', resourceId: row.id, orgId: project.orgId, projectId: project.id }, tx);
+      return row;
+    });
+    return { status: 201, body: sessionJson(session) };
+  });
+
+  api.handle('listChatSessions', async (ctx) => {
+    const { project } = await projectAccess(ctx.deps.prisma, ctx.actorOrThrow(), ctx.params.projectId!, 'viewer');
+    const limit: number = ctx.query.limit ?? 20;
+    let cursor: Prisma.ChatSessionWhereInput = {};
+    if (ctx.query.starting_after) {
+      const anchor = await ctx.deps.prisma.chatSession.findFirst({ where: { id: ctx.query.starting_after, projectId: project.id } });
+      if (!anchor) throw new AppError('validation_failed', 'starting_after does not name a session of this project');
+      cursor = { OR: [{ updatedAt: { lt: anchor.updatedAt } }, { updatedAt: anchor.updatedAt, id: { lt: anchor.id } }] };
+    }
+    const rows = await ctx.deps.prisma.chatSession.findMany({
+      where: { AND: [{ projectId: project.id, archivedAt: null }, cursor] },
+      orderBy: [{ updatedAt: 'desc' }, { id: 'desc' }],
+      take: limit + 1,
+    });
+    return { body: { data: rows.slice(0, limit).map(sessionJson), has_more: rows.length > limit } };
+  });
+
+  api.handle('getChatSession', async (ctx) => {
+    const { session } = await sessionOf(ctx);
+    return { body: sessionJson(session) };
+  });
+
+  api.handle('updateChatSession', async (ctx) => {
+    const { project, session } = await sessionOf(ctx, 'member');
+    if (ctx.body.model) await chatModel(ctx, ctx.body.model);
+    const updated = await ctx.deps.prisma.$transaction(async (tx) => {
+      const row = await tx.chatSession.update({
+        where: { id: session.id },
+        data: {
+          ...(ctx.body.title ? { title: ctx.body.title } : {}),
+          ...(ctx.body.model ? { model: ctx.body.model } : {}),
+          ...(ctx.body.params ? { params: ctx.body.params as Prisma.InputJsonValue } : {}),
+        },
+      });
+      await ctx.audit({ action: 'chat.session.update', resourceType: 'chat_session', resourceId: session.id, orgId: project.orgId, projectId: project.id }, tx);
+      return row;
+    });
+    return { body: sessionJson(updated) };
+  });
+
+  api.handle('deleteChatSession', async (ctx) => {
+    const { project, session } = await sessionOf(ctx, 'member');
+    await ctx.deps.prisma.$transaction(async (tx) => {
+      await tx.chatSession.update({ where: { id: session.id }, data: { archivedAt: new Date() } });
+      await ctx.audit({ action: 'chat.session.delete', resourceType: 'chat_session', resourceId: session.id, orgId: project.orgId, projectId: project.id }, tx);
+    });
+    return { status: 204 };
+  });
+
+  api.handle('listChatMessages', async (ctx) => {
+    const { session } = await sessionOf(ctx);
+    const limit: number = ctx.query.limit ?? 50;
+    let cursor: Prisma.ChatMessageWhereInput = {};
+    if (ctx.query.starting_after) {
+      const anchor = await ctx.deps.prisma.chatMessage.findFirst({ where: { id: ctx.query.starting_after, sessionId: session.id } });
+      if (!anchor) throw new AppError('validation_failed', 'starting_after does not name a message of this session');
+      cursor = { OR: [{ createdAt: { gt: anchor.createdAt } }, { createdAt: anchor.createdAt, id: { gt: anchor.id } }] };
+    }
+    const rows = await ctx.deps.prisma.chatMessage.findMany({
+      where: { AND: [{ sessionId: session.id }, cursor] },
+      orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+      take: limit + 1,
+    });
+    const page = rows.slice(0, limit);
+    const runIds = page.filter((m) => m.role === 'assistant' && m.runId).map((m) => m.runId!);
+    const usage = runIds.length
+      ? await ctx.deps.prisma.usageRecord.findMany({ where: { runId: { in: runIds }, status: 'success' }, select: { runId: true, costMicros: true } })
+      : [];
+    const costByRun = new Map(usage.map((u) => [u.runId, u.costMicros.toString()]));
+    return {
+      body: {
+        data: page.map((m) => ({
+          id: m.id,
+          role: m.role,
+          content: m.content,
+          model: m.model,
+          trace_id: m.traceId,
+          run_id: m.runId,
+          usage: m.role === 'assistant' ? { prompt_tokens: m.promptTokens, completion_tokens: m.completionTokens, cost_micros: costByRun.get(m.runId) ?? '0' } : null,
+          created_at: m.createdAt.toISOString(),
+        })),
+        has_more: rows.length > limit,
+      },
+    };
+  });
+
+  api.handle('sendChatMessage', async (ctx) => {
+    const { project, session } = await sessionOf(ctx, 'member');
+    const { deps } = ctx;
+    const params = (session.params ?? {}) as { temperature?: number; max_tokens?: number };
+    const model = await chatModel(ctx, ctx.body.model ?? session.model ?? DEFAULT_CHAT_MODEL);
+    const maxTokens: number | undefined = ctx.body.max_tokens ?? params.max_tokens;
+    if (ctx.policy) {
+      const spent = ctx.policy.monthlyBudgetMicros !== null ? await ctx.services.policy.monthToDateSpend(project.id) : 0n;
+      assertPolicyAllows(ctx.policy, { model: model.name, maxTokens }, spent);
+    }
+    const actor = actorRef(ctx);
+    // Same Idempotency-Key → same message, run and workflow: a retried POST attaches to the run.
+    const idempotencyKey = ctx.req.header('idempotency-key');
+    const userMessageId = idempotencyKey ? stableUuid(`chat-message:${session.id}:${actor.id}:${idempotencyKey}`) : randomUUID();
+    const runId = stableUuid(`chat-run:${userMessageId}`);
+    const assistantMessageId = stableUuid(`chat-reply:${userMessageId}`);
+    const workflowId = chatWorkflowId(userMessageId);
+    const input: ChatRunInput = {
+      runId,
+      traceId: ctx.traceId,
+      orgId: project.orgId,
+      projectId: project.id,
+      sessionId: session.id,
+      userMessageId,
+      assistantMessageId,
+      model: model.name,
+      maxTokens: maxTokens ?? null,
+      temperature: ctx.body.temperature ?? params.temperature ?? null,
+      actor,
+    };
+
+    const existing = await deps.prisma.workflowRun.findUnique({ where: { id: runId } });
+    if (!existing) {
+      await deps.prisma.$transaction(async (tx) => {
+        await tx.chatMessage.create({
+          data: { id: userMessageId, sessionId: session.id, orgId: project.orgId, projectId: project.id, role: 'user', content: ctx.body.content, model: model.name, traceId: ctx.traceId, runId },
+        });
+        await tx.workflowRun.create({
+          data: {
+            id: runId,
+            orgId: project.orgId,
+            projectId: project.id,
+            kind: 'chat',
+            temporalWorkflowId: workflowId,
+            traceId: ctx.traceId,
+            actorType: actor.type,
+            actorId: actor.id,
+            input: { session_id: session.id, user_message_id: userMessageId, model: model.name, max_tokens: maxTokens ?? null } as Prisma.InputJsonValue,
+          },
+        });
+        await tx.chatSession.update({
+          where: { id: session.id },
+          data: session.title === 'New chat' ? { title: ctx.body.content.slice(0, 60) } : { updatedAt: new Date() },
+        });
+        await ctx.audit({ action: 'chat.message.create', resourceType: 'chat_session', resourceId: session.id, orgId: project.orgId, projectId: project.id, details: { run_id: runId, model: model.name } }, tx);
+      });
+    } else {
+      await ctx.audit({ action: 'chat.message.create', resourceType: 'chat_session', resourceId: session.id, orgId: project.orgId, projectId: project.id, details: { run_id: runId, replay: true } });
+    }
+    const traceId = existing?.traceId ?? ctx.traceId;
+    try {
+      const handle = await deps.temporal.client.workflow.start(CHAT_WORKFLOW_TYPE, {
+        taskQueue: deps.config.temporal.taskQueue,
+        workflowId,
+        args: [{ ...input, traceId }],
+        searchAttributes: {
+          DsOrgId: [project.orgId],
+          DsProjectId: [project.id],
+          DsSessionId: [session.id],
+          DsTraceId: [traceId],
+          DsRunKind: ['chat'],
+        },
+      });
+      await deps.prisma.workflowRun.update({ where: { id: runId }, data: { temporalRunId: handle.firstExecutionRunId } });
+    } catch (error) {
+      if (!(error instanceof WorkflowExecutionAlreadyStartedError)) {
+        await deps.prisma.workflowRun.updateMany({ where: { id: runId, status: 'queued' }, data: { status: 'failed', error: { code: 'service_unavailable', message: 'could not start the run' } } });
+        throw new AppError('service_unavailable', 'The workflow engine is unavailable; try again', { cause: error });
+      }
+    }
+
+    openSse(ctx.res);
+    writeSse(ctx.res, 'run', { run_id: runId, user_message_id: userMessageId, assistant_message_id: assistantMessageId, trace_id: traceId, workflow_id: workflowId, model: model.name });
+    await relayRunEvents(deps.redis, ctx.res, runId, '0', finalEventFor(ctx, runId));
+  });
+
+  api.handle('getChatRun', async (ctx) => {
+    const { run } = await runOf(ctx);
+    return { body: runJson(run) };
+  });
+
+  api.handle('streamChatRunEvents', async (ctx) => {
+    const { run } = await runOf(ctx);
+    const lastEventId = ctx.req.header('last-event-id');
+    if (lastEventId !== undefined && !/^\d+-\d+$/.test(lastEventId)) throw new AppError('validation_failed', 'Last-Event-ID must be an event id from this stream');
+    openSse(ctx.res);
+    await relayRunEvents(ctx.deps.redis, ctx.res, run.id, lastEventId ?? '0', finalEventFor(ctx, run.id));
+  });
+
+  api.handle('cancelChatRun', async (ctx) => {
+    const { project, run } = await runOf(ctx);
+    if (run.status !== 'queued' && run.status !== 'running') throw new AppError('conflict', `The run already ${run.status}`);
+    await ctx.deps.temporal.client.workflow.getHandle(run.temporalWorkflowId).cancel();
+    await ctx.audit({ action: 'chat.run.cancel', resourceType: 'workflow_run', resourceId: run.id, orgId: project.orgId, projectId: project.id });
+    return { status: 202, body: { ...runJson(run), cancel_requested: true } };
+  });
+}
