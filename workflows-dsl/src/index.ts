@@ -11,6 +11,6 @@
 // ajv and yaml (parsing and validation), which do not belong in a Temporal workflow bundle.
 export * from './runtime.ts';
 export { parseWorkflow, MAX_SOURCE_LENGTH, MAX_ALIAS_COUNT, type SourceFormat } from './parse.ts';
-export { validateWorkflow, translateSchemaErrors } from './validate.ts';
+export { validateWorkflow } from './validate.ts';
 export { WORKFLOW_SCHEMA, WORKFLOW_SCHEMA_ID, type WorkflowSchema } from './schema.ts';
 export { checkUserSchema, compileJsonSchema, validateInputs, type SchemaIssue, type CompiledJsonSchema, type ValueCheck } from './json-schema.ts';

@@ -33,7 +33,7 @@ class SourceMap {
   }
 
   /** The node at `pointer` (or its key), else the deepest existing ancestor. */
-  find(pointer: string, key: boolean): { node: YamlNode | undefined; exact: boolean } {
+  find(pointer: string, key: boolean): YamlNode | undefined {
     let node = this.resolve(this.doc.contents) as YamlNode | undefined;
     const segments = pointerSegments(pointer);
     for (let i = 0; i < segments.length; i += 1) {
@@ -41,20 +41,20 @@ class SourceMap {
       const last = i === segments.length - 1;
       if (isMap(node)) {
         const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === segment);
-        if (!pair) return { node, exact: false };
-        if (last && key) return { node: pair.key as YamlNode, exact: true };
+        if (!pair) return node;
+        if (last && key) return pair.key as YamlNode;
         const value = this.resolve(pair.value) as YamlNode | null;
-        if (!value) return { node: pair.key as YamlNode, exact: last };
+        if (!value) return pair.key as YamlNode;
         node = value;
       } else if (isSeq(node)) {
         const item = this.resolve(node.items[Number(segment)]) as YamlNode | undefined;
-        if (!/^\d+$/.test(segment) || !item) return { node, exact: false };
+        if (!/^\d+$/.test(segment) || !item) return node;
         node = item;
       } else {
-        return { node, exact: false };
+        return node;
       }
     }
-    return { node, exact: true };
+    return node;
   }
 
   /**
@@ -141,7 +141,7 @@ class SourceMap {
   }
 
   locate<T extends DslError | DslWarning>({ error, key }: Located<T>): T {
-    const { node } = this.find(error.pointer, key);
+    const node = this.find(error.pointer, key);
     const range = (node?.range ?? undefined) as [number, number, number] | undefined;
     if (!range) return error;
     let span: Range = [range[0], range[1]];

@@ -196,8 +196,8 @@ export function checkSemantics(document: unknown, analysis: Analysis = analyze(d
     }
   };
 
-  const checkReference = (reference: Reference, ctx: Context, pointer: string, offset: number): void => {
-    const position = reference.start + offset;
+  const checkReference = (reference: Reference, ctx: Context, pointer: string): void => {
+    const position = reference.start;
     const [first, second] = reference.path;
     switch (reference.root) {
       case 'inputs': {
@@ -291,7 +291,7 @@ export function checkSemantics(document: unknown, analysis: Analysis = analyze(d
     }
     for (const part of parts) {
       if (part.type !== 'expression') continue;
-      for (const reference of referencesOf(part.node)) checkReference(reference, ctx, pointer, 0);
+      for (const reference of referencesOf(part.node)) checkReference(reference, ctx, pointer);
     }
     const whole = wholeExpression(parts, text)?.node;
     if (mustBeExpression && !whole) {

@@ -25,6 +25,9 @@ const EXPRESSION_PATTERN = WORKFLOW_SCHEMA.$defs.expression.pattern;
 const DURATION_PATTERN = WORKFLOW_SCHEMA.$defs.duration.pattern;
 const IDENTIFIER_PATTERN = WORKFLOW_SCHEMA.$defs.identifier.pattern;
 
+/** Fields that take a number or an expression producing one. */
+const NUMBER_OR_EXPRESSION = new Set(['temperature', 'max_tokens', 'top_k', 'min_score']);
+
 let compiled: ValidateFunction | undefined;
 
 function schemaValidator(): ValidateFunction {
@@ -144,7 +147,8 @@ export function translateSchemaErrors(errors: readonly ErrorObject[], data: unkn
       case 'pattern':
         if (params.pattern === EXPRESSION_PATTERN) {
           code = 'expected_expression';
-          message = `${describeAt(data, pointer)} must be one whole \${{ … }} expression, not ${describeValue(value)}`;
+          const numeric = NUMBER_OR_EXPRESSION.has(pointerSegments(pointer).pop() ?? '');
+          message = `${describeAt(data, pointer)} must be ${numeric ? 'a number or ' : ''}one whole \${{ … }} expression, not ${describeValue(value)}`;
         } else if (params.pattern === DURATION_PATTERN) {
           code = 'invalid_duration';
           message = `${describeAt(data, pointer)} must be a duration such as 500ms, 30s, 5m, 2h, 7d or 1h30m, not ${describeValue(value)}`;

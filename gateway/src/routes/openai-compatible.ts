@@ -11,6 +11,10 @@ import type { HoldForModelResult } from '@deepspace/core/billing/index';
 import type { ApiRouter, RequestContext } from '../http/router.ts';
 import { assertPolicyAllows } from '../services/policy.ts';
 
+// A hold outlives the longest possible call by this much; past that the expiry schedule returns it
+// (the compensation of last resort when this process dies mid-call).
+const HOLD_TTL_MARGIN_MS = 10_000;
+
 type ApiKeyActor = { type: 'api_key'; keyId: string; orgId: string; projectId: string };
 
 function apiKeyOf(ctx: RequestContext): ApiKeyActor {
@@ -151,7 +155,7 @@ export function openAiRoutes(api: ApiRouter): void {
       maxTokens,
       idempotencyKey: `v1:${ctx.traceId}:hold`,
       traceId: ctx.traceId,
-      ttlMs: ctx.deps.config.upstream.timeoutMs + 60_000,
+      ttlMs: ctx.deps.config.upstream.timeoutMs + HOLD_TTL_MARGIN_MS,
       actor: { type: 'api_key', id: key.keyId },
     });
     if (ctx.policy?.monthlyBudgetMicros != null) {
@@ -202,7 +206,7 @@ export function openAiRoutes(api: ApiRouter): void {
       maxTokens: 0,
       idempotencyKey: `v1:${ctx.traceId}:hold`,
       traceId: ctx.traceId,
-      ttlMs: ctx.deps.config.upstream.timeoutMs + 60_000,
+      ttlMs: ctx.deps.config.upstream.timeoutMs + HOLD_TTL_MARGIN_MS,
       actor: { type: 'api_key', id: key.keyId },
     });
     const settlement: Settlement = { hold, key, model, startedAt };

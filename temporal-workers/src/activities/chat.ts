@@ -71,6 +71,9 @@ export function createChatActivities(deps: ActivityDeps) {
       const context = Context.current();
       if (context.info.attempt > 1) await appendRunEvent(deps.redis, input.runId, 'message.reset', { attempt: context.info.attempt });
       const started = performance.now();
+      // Heartbeat on a timer too: the wait for the first token can be long, and a dead worker must
+      // be noticed by its heartbeat timeout, not by the whole call's timeout.
+      const beat = setInterval(() => context.heartbeat({ chars: content.length }), 2_000);
       let content = '';
       let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
       let finishReason: string | null = null;
@@ -110,6 +113,8 @@ export function createChatActivities(deps: ActivityDeps) {
         if (context.cancellationSignal.aborted) throw error;
         const failure = classifyUpstreamError(error);
         throw ApplicationFailure.create({ type: failure.code, message: failure.message, nonRetryable: !failure.retryable });
+      } finally {
+        clearInterval(beat);
       }
       if (context.cancellationSignal.aborted) throw ApplicationFailure.create({ type: 'cancelled', message: 'cancelled', nonRetryable: true });
       return {

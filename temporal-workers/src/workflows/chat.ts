@@ -13,7 +13,7 @@ const local = proxyLocalActivities<Pick<ChatActivities, 'prepareChatContext'> & 
 
 const model = proxyActivities<Pick<ChatActivities, 'chatModelCall'>>({
   startToCloseTimeout: '5 minutes',
-  heartbeatTimeout: '30 seconds',
+  heartbeatTimeout: '10 seconds',
   retry: { maximumAttempts: 3, initialInterval: '500 ms', nonRetryableErrorTypes: ['bad_request', 'cancelled'] },
 });
 
