@@ -1,43 +1,17 @@
 // DeepSpace Workflows — researcher app (web).
-// Offline-safe settings come from /work/shared/notes/nuxt-offline.md: no web fonts,
-// icons bundled from @iconify-json/lucide and never fetched from the Iconify API.
+// The shared shell (Nuxt UI, offline icon/font settings, gateway client, auth, layouts,
+// login and error pages) is the layer in ./layers/shell; admin extends it too.
 export default defineNuxtConfig({
-  compatibilityDate: '2026-11-01',
-  modules: ['@nuxt/ui'],
-  css: ['~/assets/css/main.css'],
-
-  // A dashboard behind auth: render on the client only. The Nitro server still serves
-  // the SPA shell and injects runtimeConfig at request time.
-  ssr: false,
-
-  telemetry: false,
-  devtools: { enabled: false },
+  extends: ['./layers/shell'],
 
   app: {
     head: {
-      title: 'DeepSpace Workflows',
-      link: [{ rel: 'icon', type: 'image/svg+xml', href: '/favicon.svg' }]
+      title: 'DeepSpace Workflows'
     }
-  },
-
-  runtimeConfig: {
-    public: {
-      // Overridden at run time by NUXT_PUBLIC_GATEWAY_URL.
-      gatewayUrl: 'http://127.0.0.1:8080'
-    }
-  },
-
-  ui: { fonts: false },
-  icon: {
-    provider: 'server',
-    serverBundle: { collections: ['lucide'] },
-    clientBundle: { scan: true },
-    fallbackToApi: false
   },
 
   // `nuxt dev` reads PORT/HOST itself; this is only the fallback.
   devServer: {
-    port: Number(process.env.PORT ?? 3000),
-    host: process.env.HOST ?? process.env.NITRO_HOST ?? '127.0.0.1'
+    port: Number(process.env.PORT ?? 3000)
   }
 })

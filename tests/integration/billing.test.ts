@@ -165,6 +165,9 @@ describe('capture', () => {
     const first = await ledger.capture(input1);
     const retry = await ledger.capture(input1);
     expect(retry).toMatchObject({ replayed: true, chargedMicros: 4_000n, usageRecordId: first.usageRecordId, transaction: { id: first.transaction.id } });
+    // A retry that re-measured the latency is still the same capture.
+    const remeasured = await ledger.capture({ ...input1, usage: { ...input1.usage, latencyMs: 999 } });
+    expect(remeasured).toMatchObject({ replayed: true, transaction: { id: first.transaction.id } });
     // Ten concurrent deliveries of the same capture.
     const k2 = key('capture');
     const input2 = { holdId: holds[1]!.hold.id, idempotencyKey: k2, usage: usage(10, 10), costMicros: 7_000n };

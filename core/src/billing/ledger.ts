@@ -3,8 +3,9 @@
 //
 // * Locking. Every mutation of a wallet updates its row, so the wallet row lock is the one
 //   serialization point. Hot paths (hold, capture within the hold, release, expire, top-up,
-//   adjust) are ONE SQL statement each — a data-modifying CTE run in autocommit — whose first
-//   step is a conditional `UPDATE wallets … WHERE balance - frozen >= $amount RETURNING`. Under
+//   adjust) write in ONE SQL statement each — a data-modifying CTE run in autocommit (a capture
+//   first reads its hold and price without locking) — and a hold's first step is the conditional
+//   `UPDATE wallets … WHERE balance - frozen >= $amount RETURNING`. Under
 //   READ COMMITTED a blocked UPDATE re-checks its WHERE against the newest committed row version,
 //   so available can never go below zero whatever the concurrency, and the lock is held only for
 //   that statement plus its commit — never across a client round trip or a turn of Node's event
@@ -704,7 +705,10 @@ export class Ledger {
       if (id !== undefined && id !== null) requireUuid(id, name);
     }
     const actor = input.actor ?? SYSTEM_ACTOR;
-    const hash = requestHash('capture', { holdId: input.holdId, usage: { ...usage, promptTokens, completionTokens, latencyMs }, cost: input.costMicros ?? null });
+    // Latency is a measurement, not a parameter: a caller retrying after a timeout re-measures it,
+    // and that must still replay (the first capture's latency stays on the usage record).
+    const { latencyMs: _latency, ...hashedUsage } = usage;
+    const hash = requestHash('capture', { holdId: input.holdId, usage: { ...hashedUsage, promptTokens, completionTokens }, cost: input.costMicros ?? null });
 
     return withSerializationRetry(async () => {
       const { rows } = await this.pool.query(

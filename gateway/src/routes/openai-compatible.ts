@@ -45,6 +45,19 @@ interface Settlement {
   startedAt: number;
 }
 
+/** The one audit row of a model call, carrying the request's trace id. */
+function auditCall(ctx: RequestContext, s: Settlement, result: 'success' | 'failure', details: Record<string, unknown>) {
+  return ctx.audit({
+    action: 'ai.call',
+    resourceType: 'model',
+    resourceId: s.model.name,
+    orgId: s.key.orgId,
+    projectId: s.key.projectId,
+    result,
+    details: { route: ctx.operation.operationId, hold_id: s.hold.hold.id, ...details },
+  });
+}
+
 async function capture(ctx: RequestContext, s: Settlement, promptTokens: number, completionTokens: number, note: Record<string, unknown> = {}) {
   const latencyMs = Math.round(performance.now() - s.startedAt);
   const result = await ctx.deps.ledger.capture({
@@ -64,14 +77,7 @@ async function capture(ctx: RequestContext, s: Settlement, promptTokens: number,
     },
     actor: { type: 'api_key', id: s.key.keyId },
   });
-  await ctx.audit({
-    action: 'ai.call',
-    resourceType: 'model',
-    resourceId: s.model.name,
-    orgId: s.key.orgId,
-    projectId: s.key.projectId,
-    details: { route: ctx.operation.operationId, hold_id: s.hold.hold.id, prompt_tokens: promptTokens, completion_tokens: completionTokens, latency_ms: latencyMs, ...note },
-  });
+  await auditCall(ctx, s, 'success', { prompt_tokens: promptTokens, completion_tokens: completionTokens, latency_ms: latencyMs, ...note });
   return result;
 }
 
@@ -95,15 +101,7 @@ async function release(ctx: RequestContext, s: Settlement, errorCode: string, lo
         errorCode,
       },
     });
-    await ctx.audit({
-      action: 'ai.call',
-      resourceType: 'model',
-      resourceId: s.model.name,
-      orgId: s.key.orgId,
-      projectId: s.key.projectId,
-      result: 'failure',
-      details: { route: ctx.operation.operationId, hold_id: s.hold.hold.id, error: errorCode, latency_ms: latencyMs },
-    });
+    await auditCall(ctx, s, 'failure', { error: errorCode, latency_ms: latencyMs });
   } catch (error) {
     // The hold's expiry (and the expiry schedule) still returns the money if this fails.
     log.error({ err: error, hold_id: s.hold.hold.id }, 'release after a failed model call failed');

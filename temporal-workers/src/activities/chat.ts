@@ -36,6 +36,22 @@ export interface ChatModelResult {
 
 const DEFAULT_MAX_TOKENS = 1024;
 
+/** The audit row of a chat run's model call, under the run's trace id. */
+function chatAuditRow(run: ChatRunInput, result: 'success' | 'failure', details: Record<string, unknown>) {
+  return {
+    traceId: run.traceId,
+    actorType: run.actor.type,
+    actorId: run.actor.id,
+    action: 'ai.call',
+    resourceType: 'chat_session',
+    resourceId: run.sessionId,
+    orgId: run.orgId,
+    projectId: run.projectId,
+    result,
+    details: { run_id: run.runId, model: run.model, ...details } as Prisma.InputJsonValue,
+  };
+}
+
 export function createChatActivities(deps: ActivityDeps) {
   const ledger = new Ledger(deps.pool);
 
@@ -177,18 +193,7 @@ export function createChatActivities(deps: ActivityDeps) {
         });
         if (updated.count > 0) {
           await tx.auditLog.create({
-            data: {
-              traceId: run.traceId,
-              actorType: run.actor.type,
-              actorId: run.actor.id,
-              action: 'ai.call',
-              resourceType: 'chat_session',
-              resourceId: run.sessionId,
-              orgId: run.orgId,
-              projectId: run.projectId,
-              result: 'success',
-              details: { run_id: run.runId, model: run.model, hold_id: input.holdId, prompt_tokens: result.promptTokens, completion_tokens: result.completionTokens, cost_micros: cost.toString() },
-            },
+            data: chatAuditRow(run, 'success', { hold_id: input.holdId, prompt_tokens: result.promptTokens, completion_tokens: result.completionTokens, cost_micros: cost.toString() }),
           });
         }
       });
@@ -234,20 +239,7 @@ export function createChatActivities(deps: ActivityDeps) {
             },
           });
         }
-        await tx.auditLog.create({
-          data: {
-            traceId: run.traceId,
-            actorType: run.actor.type,
-            actorId: run.actor.id,
-            action: 'ai.call',
-            resourceType: 'chat_session',
-            resourceId: run.sessionId,
-            orgId: run.orgId,
-            projectId: run.projectId,
-            result: 'failure',
-            details: { run_id: run.runId, model: run.model, hold_id: input.holdId, error: input.code, cancelled: input.cancelled },
-          },
-        });
+        await tx.auditLog.create({ data: chatAuditRow(run, 'failure', { hold_id: input.holdId, error: input.code, cancelled: input.cancelled }) });
       });
       await appendRunEvent(deps.redis, run.runId, input.cancelled ? 'run.cancelled' : 'run.failed', { code: input.code, message: input.message });
     },

@@ -1,16 +1,8 @@
 /**
  * The researcher app's sections: the sidebar and each section's placeholder page read
  * this one list. A section's `pending` text says what its issue will bring.
+ * `AppSection` and `findSection` come from the shared shell layer (web/layers/shell).
  */
-export interface AppSection {
-  id: string
-  label: string
-  to: string
-  icon: string
-  title: string
-  pending: string
-}
-
 export const appSections = [
   {
     id: 'home',
@@ -55,9 +47,3 @@ export const appSections = [
 ] as const satisfies readonly AppSection[]
 
 export type AppSectionId = (typeof appSections)[number]['id']
-
-export function findSection(id: AppSectionId): AppSection {
-  const section = appSections.find(s => s.id === id)
-  if (!section) throw new Error(`Unknown section ${id}`)
-  return section
-}
