@@ -6,6 +6,7 @@ import { Ledger } from '@deepspace/core/billing/index';
 import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
 import { createUpstreamClient } from '@deepspace/core/ai/upstream';
 import { createApp } from './app.ts';
+import { settleHealthChecks } from './routes/health.ts';
 
 const config = loadConfigOrExit();
 const logger = createLogger('gateway', config.logLevel);
@@ -41,6 +42,7 @@ async function shutdown(signal: string) {
   const force = setTimeout(() => process.exit(1), 10_000).unref();
   server.close();
   server.closeAllConnections();
+  await settleHealthChecks();
   await Promise.allSettled([prisma.$disconnect(), pool.end(), redis.quit(), connection.close()]);
   clearTimeout(force);
   process.exit(0);

@@ -5,7 +5,10 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { log } from './services.ts';
 
-const SOURCE_ENTRIES = ['app', 'public', 'nuxt.config.ts', 'package.json', 'app.config.ts'];
+// `layers` holds the shell layer both apps extend (web/layers/shell); admin reaches it from
+// outside its own folder, so its build also depends on ../web/layers.
+const SOURCE_ENTRIES = ['app', 'public', 'nuxt.config.ts', 'package.json', 'app.config.ts', 'layers'];
+const EXTRA_SOURCE_ENTRIES: Record<string, string[]> = { admin: ['../web/layers'] };
 
 function newestMtime(entry: string): number {
   if (!existsSync(entry)) return 0;
@@ -20,7 +23,8 @@ export function nuxtBuildIsStale(appDir: string): boolean {
   const marker = path.join(appDir, '.output', 'nitro.json');
   if (!existsSync(marker)) return true;
   const built = statSync(marker).mtimeMs;
-  return SOURCE_ENTRIES.some((entry) => newestMtime(path.join(appDir, entry)) > built);
+  const entries = [...SOURCE_ENTRIES, ...(EXTRA_SOURCE_ENTRIES[path.basename(appDir)] ?? [])];
+  return entries.some((entry) => newestMtime(path.join(appDir, entry)) > built);
 }
 
 export function ensureNuxtBuild(appDir: string, env: NodeJS.ProcessEnv): void {

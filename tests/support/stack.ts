@@ -9,6 +9,7 @@ import { Ledger } from '@deepspace/core/billing/index';
 import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
 import { createUpstreamClient } from '@deepspace/core/ai/upstream';
 import { createApp } from '../../gateway/src/app.ts';
+import { settleHealthChecks } from '../../gateway/src/routes/health.ts';
 import type { GatewayDeps } from '../../gateway/src/deps.ts';
 import { createWorker } from '../../temporal-workers/src/worker.ts';
 
@@ -52,6 +53,7 @@ export async function startTestGateway(overrides: NodeJS.ProcessEnv = {}): Promi
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await settleHealthChecks();
       await Promise.allSettled([prisma.$disconnect(), pool.end(), redis.quit(), connection.close()]);
     },
   };

@@ -13,7 +13,7 @@
 //   capture row equal to captured_micros and a usage record with the same trace_id (and cost);
 //   released/expired ⇒ exactly one release row for the whole amount; refunds ≤ captured
 //   no hold active past its expiry (plus a grace for the sweep) or after its run finished
-//   (holds.run_id is the run's Temporal workflow id, matched to workflow_runs).
+//   (holds.run_id is the run's id or its Temporal workflow id, matched to workflow_runs).
 import type pg from 'pg';
 
 export interface DriftItem {
@@ -157,7 +157,7 @@ export async function reconcile(pool: pg.Pool, options: ReconcileOptions = {}): 
               (p.status = 'active' AND r.status IN ('succeeded', 'failed', 'cancelled') AND r.finished_at < $2::timestamptz) AS run_over
        FROM per_hold p
        LEFT JOIN usage_records u ON u.hold_id = p.id
-       LEFT JOIN workflow_runs r ON r.temporal_workflow_id = p.run_id
+       LEFT JOIN workflow_runs r ON r.temporal_workflow_id = p.run_id OR r.id::text = p.run_id
        WHERE p.hold_rows <> 1 OR p.held <> p.amount_micros OR p.foreign_rows <> 0 OR p.refunded > p.captured
           OR (p.status = 'active' AND (p.capture_rows <> 0 OR p.release_rows <> 0 OR p.expires_at < $2::timestamptz
                                        OR (r.status IN ('succeeded', 'failed', 'cancelled') AND r.finished_at < $2::timestamptz)))

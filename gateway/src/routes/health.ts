@@ -29,6 +29,20 @@ async function timed(check: () => Promise<unknown>): Promise<CheckResult> {
   }
 }
 
+// Temporal checks still retrying inside their deadline; closing the connection under them makes
+// the SDK's retry throw "Channel has been shut down" from a timer, so shutdown waits for them.
+const inflightTemporalChecks = new Set<Promise<unknown>>();
+
+export async function settleHealthChecks(): Promise<void> {
+  await Promise.allSettled([...inflightTemporalChecks]);
+}
+
+function tracked<T>(promise: Promise<T>): Promise<T> {
+  inflightTemporalChecks.add(promise);
+  void promise.finally(() => inflightTemporalChecks.delete(promise)).catch(() => {});
+  return promise;
+}
+
 export function healthRoutes(deps: GatewayDeps): Router {
   const router = Router();
   router.get('/healthz', (_req, res) => {
@@ -39,8 +53,10 @@ export function healthRoutes(deps: GatewayDeps): Router {
       timed(() => deps.prisma.$queryRaw`SELECT 1`),
       timed(() => deps.redis.ping()),
       timed(() =>
-        deps.temporal.connection.withDeadline(Date.now() + CHECK_TIMEOUT_MS, () =>
-          deps.temporal.connection.workflowService.describeNamespace({ namespace: deps.config.temporal.namespace }),
+        tracked(
+          deps.temporal.connection.withDeadline(Date.now() + CHECK_TIMEOUT_MS, () =>
+            deps.temporal.connection.workflowService.describeNamespace({ namespace: deps.config.temporal.namespace }),
+          ),
         ),
       ),
     ]);
