@@ -40,6 +40,8 @@ const envSchema = z
     NEWAPI_BASE_URL: optionalUrl,
     NEWAPI_API_KEY: z.string().optional(),
     UPSTREAM_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(120_000),
+    /** Lets workflow `http` steps reach loopback addresses (tests and local demos only). */
+    WORKFLOW_HTTP_ALLOW_LOOPBACK: bool.default(false),
 
     STORAGE_DRIVER: z.enum(['local', 's3']).default('local'),
     STORAGE_LOCAL_DIR: z.string().min(1).default('.data/files'),
@@ -101,6 +103,7 @@ function toConfig(env: z.infer<typeof envSchema>) {
       apiKey: env.NEWAPI_API_KEY,
       timeoutMs: env.UPSTREAM_TIMEOUT_MS,
     },
+    workflows: { httpAllowLoopback: env.WORKFLOW_HTTP_ALLOW_LOOPBACK },
     storage: {
       driver: env.STORAGE_DRIVER,
       localDir: env.STORAGE_LOCAL_DIR,

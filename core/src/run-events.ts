@@ -12,9 +12,16 @@ export type RunEventType =
   | 'message.reset'
   | 'message.completed'
   | 'run.failed'
-  | 'run.cancelled';
+  | 'run.cancelled'
+  // workflow runs (temporal-workers dslWorkflow)
+  | 'step.started'
+  | 'step.waiting'
+  | 'step.succeeded'
+  | 'step.failed'
+  | 'step.skipped'
+  | 'run.completed';
 
-export const TERMINAL_RUN_EVENTS: ReadonlySet<RunEventType> = new Set(['message.completed', 'run.failed', 'run.cancelled']);
+export const TERMINAL_RUN_EVENTS: ReadonlySet<RunEventType> = new Set(['message.completed', 'run.completed', 'run.failed', 'run.cancelled']);
 
 export interface RunEvent {
   id: string;
@@ -91,3 +98,36 @@ export interface ChatRunInput {
 
 export const CHAT_WORKFLOW_TYPE = 'chatMessageWorkflow';
 export const chatWorkflowId = (userMessageId: string) => `chat-${userMessageId}`;
+
+/** The contract between the gateway (which starts workflow runs) and the DSL interpreter. */
+export interface DslRunInput {
+  runId: string;
+  traceId: string;
+  orgId: string;
+  projectId: string;
+  definitionId: string;
+  versionId: string;
+  /** The validated document of the exact version (also stored in workflow_versions.spec). */
+  document: unknown;
+  /** Inputs after validation (defaults filled in). */
+  inputs: Record<string, unknown>;
+  /** Run-level spending cap in micros (decimal string), checked before each llm step. */
+  budgetMicros?: string | null;
+  /** Resume/fork: step key → output of a completed step of the source run, reused without a call. */
+  reuse?: Record<string, { output: unknown; detail?: unknown }> | null;
+  sourceRunId?: string | null;
+  /** Nesting depth of `workflow` steps (child runs). */
+  depth?: number;
+  actor: { type: 'user' | 'api_key'; id: string };
+}
+
+export const DSL_WORKFLOW_TYPE = 'dslWorkflow';
+export const dslWorkflowId = (runId: string) => `wf-run-${runId}`;
+/** Signal carrying a human decision for an approval step. */
+export const DSL_APPROVAL_SIGNAL = 'approval';
+export interface DslApprovalSignal {
+  step_key: string;
+  decision: 'approve' | 'reject';
+  by: string;
+  comment?: string | null;
+}

@@ -36,11 +36,17 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
       logger: options.logger,
       workerIdentity: identity,
       config: options.config,
-      redis: options.redis ?? createRedis(options.config.redis.url, options.config.redis.keyPrefix),
+      redis: options.redis ?? eventRedis(options),
       upstream: options.upstream ?? createUpstreamClient(options.config),
     }),
     ...options.overrides,
   });
+}
+
+function eventRedis(options: CreateWorkerOptions): Redis {
+  const redis = createRedis(options.config.redis.url, options.config.redis.keyPrefix);
+  redis.on('error', (error) => options.logger.warn({ err: error.message }, 'redis error'));
+  return redis;
 }
 
 /** Connects to Temporal, failing fast (instead of retrying forever) when it is unreachable. */

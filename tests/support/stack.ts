@@ -28,6 +28,8 @@ export async function startTestGateway(overrides: NodeJS.ProcessEnv = {}): Promi
   const logger = createLogger('gateway-test', config.logLevel);
   const prisma = createPrisma(config.databaseUrl, { max: 5 });
   const redis = createRedis(config.redis.url, config.redis.keyPrefix);
+  // A slow connect under load is retried by ioredis; say so instead of an unhandled 'error' event.
+  redis.on('error', (error) => logger.warn({ err: error.message }, 'redis error'));
   const connection = Connection.lazy({ address: config.temporal.address });
   const client = new Client({ connection, namespace: config.temporal.namespace });
   const pool = createPgPool(config.databaseUrl, 10);
@@ -72,7 +74,7 @@ export interface TestWorker {
 /** Runs a real worker in this test process until stop(). */
 export async function startTestWorker(overrides: NodeJS.ProcessEnv = {}): Promise<TestWorker> {
   if (!runtimeInstalled) {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
+    Runtime.install({ logger: new DefaultLogger('ERROR') });
     runtimeInstalled = true;
   }
   const config = testConfig(overrides);

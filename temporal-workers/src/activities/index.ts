@@ -5,6 +5,7 @@ import type { OpenAI } from '@deepspace/core/ai/upstream';
 import { createChatActivities } from './chat.ts';
 import { createBillingActivities } from './billing.ts';
 import { createSystemActivities } from './system.ts';
+import { createDslActivities } from './dsl.ts';
 
 export interface ActivityDeps {
   prisma: PrismaClient;
@@ -24,6 +25,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createSystemActivities(deps),
     ...createBillingActivities(deps),
     ...createChatActivities(deps),
+    ...createDslActivities(deps),
   };
 }
 

@@ -2,3 +2,4 @@
 export { systemProbeWorkflow } from './system.ts';
 export { expireHoldsWorkflow } from './billing.ts';
 export { chatMessageWorkflow } from './chat.ts';
+export { dslWorkflow } from './dsl.ts';
