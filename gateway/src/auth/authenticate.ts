@@ -8,6 +8,23 @@ import type { Actor } from './actor.ts';
 import { API_KEY_PATTERN, hmacHex } from './tokens.ts';
 
 const LAST_USED_WRITE_INTERVAL_MS = 60_000;
+// API keys are looked up on every call; a short in-process cache keeps that off the hot path.
+// Revocation and archiving clear it on this gateway at once (forgetApiKeys); other replicas see a
+// revoked key at most KEY_CACHE_TTL_MS later.
+const KEY_CACHE_TTL_MS = 5_000;
+const KEY_CACHE_MAX = 50_000;
+interface CachedKey {
+  actor: Extract<Actor, { type: 'api_key' }>;
+  expiresAt: Date | null;
+  cachedAt: number;
+}
+const keyCache = new Map<string, CachedKey>();
+
+/** Drops cached API keys (all, or those of one project) after a revocation or an archive. */
+export function forgetApiKeys(projectId?: string): void {
+  if (!projectId) return keyCache.clear();
+  for (const [hash, entry] of keyCache) if (entry.actor.projectId === projectId) keyCache.delete(hash);
+}
 const SESSION_TOUCH_INTERVAL_MS = 5 * 60_000;
 
 export async function authenticate(deps: GatewayDeps, req: Request): Promise<Actor | undefined> {
@@ -25,17 +42,26 @@ export async function authenticate(deps: GatewayDeps, req: Request): Promise<Act
 async function authenticateApiKey(deps: GatewayDeps, key: string): Promise<Actor> {
   const invalid = new AppError('unauthenticated', 'Invalid, expired or revoked API key');
   if (!API_KEY_PATTERN.test(key)) throw invalid;
+  const keyHash = hmacHex(deps.config.secrets.apiKeyPepper, key);
+  const now = new Date();
+  const cached = keyCache.get(keyHash);
+  if (cached && now.getTime() - cached.cachedAt < KEY_CACHE_TTL_MS) {
+    if (cached.expiresAt && cached.expiresAt <= now) throw invalid;
+    return cached.actor;
+  }
   const row = await deps.prisma.apiKey.findUnique({
-    where: { keyHash: hmacHex(deps.config.secrets.apiKeyPepper, key) },
+    where: { keyHash },
     include: { project: { select: { archivedAt: true } } },
   });
-  const now = new Date();
   if (!row || row.revokedAt || (row.expiresAt && row.expiresAt <= now) || row.project.archivedAt) throw invalid;
   if (!row.lastUsedAt || now.getTime() - row.lastUsedAt.getTime() > LAST_USED_WRITE_INTERVAL_MS) {
     // Throttled, and off the request's critical path.
     void deps.prisma.apiKey.update({ where: { id: row.id }, data: { lastUsedAt: now } }).catch(() => {});
   }
-  return { type: 'api_key', keyId: row.id, orgId: row.orgId, projectId: row.projectId, scopes: row.scopes, prefix: row.prefix };
+  const actor = { type: 'api_key' as const, keyId: row.id, orgId: row.orgId, projectId: row.projectId, scopes: row.scopes, prefix: row.prefix };
+  if (keyCache.size >= KEY_CACHE_MAX) keyCache.clear();
+  keyCache.set(keyHash, { actor, expiresAt: row.expiresAt, cachedAt: now.getTime() });
+  return actor;
 }
 
 async function authenticateSession(deps: GatewayDeps, token: string): Promise<Actor> {

@@ -1,6 +1,7 @@
 // Projects, their scoped API keys, policies, usage, and the organization's audit log.
 import { AppError, Prisma } from '@deepspace/core';
 import { hmacHex, newApiKey } from '../auth/tokens.ts';
+import { forgetApiKeys } from '../auth/authenticate.ts';
 import type { ApiRouter, RequestContext } from '../http/router.ts';
 import { orgAccess, projectAccess } from '../services/access.ts';
 import { policyViolations, rulesToJson, type PolicyRules } from '../services/policy.ts';
@@ -75,6 +76,7 @@ export function projectRoutes(api: ApiRouter): void {
     const { project } = await projectAccess(ctx.deps.prisma, ctx.user(), ctx.params.projectId!, 'admin', { what: 'archive projects', allowArchived: true });
     const updated = await ctx.deps.prisma.$transaction(async (tx) => {
       const row = project.archivedAt ? await tx.project.findUniqueOrThrow({ where: { id: project.id } }) : await tx.project.update({ where: { id: project.id }, data: { archivedAt: new Date() } });
+      forgetApiKeys(project.id);
       await ctx.audit({ action: 'project.archive', resourceType: 'project', resourceId: project.id, orgId: project.orgId, projectId: project.id }, tx);
       return row;
     });
@@ -121,6 +123,7 @@ export function projectRoutes(api: ApiRouter): void {
       const key = await tx.apiKey.findFirst({ where: { id: ctx.params.keyId!, projectId: project.id } });
       if (!key) throw new AppError('not_found', 'API key not found');
       const updated = key.revokedAt ? key : await tx.apiKey.update({ where: { id: key.id }, data: { revokedAt: new Date() } });
+      forgetApiKeys(project.id);
       await ctx.audit({ action: 'api_key.revoke', resourceType: 'api_key', resourceId: key.id, orgId: project.orgId, projectId: project.id, details: { prefix: key.prefix } }, tx);
       return updated;
     });

@@ -21,6 +21,9 @@ export const EMPTY_RULES: PolicyRules = {
 };
 
 const CACHE_TTL_SECONDS = 300;
+// Effective policies are read on every project request; this process keeps them briefly too.
+// save() clears them here at once; other replicas follow within LOCAL_TTL_MS.
+const LOCAL_TTL_MS = 2_000;
 
 interface CachedRow {
   allowedModels: string[] | null;
@@ -33,6 +36,7 @@ interface CachedRow {
 export class PolicyService {
   private readonly prisma: PrismaClient;
   private readonly redis: Redis;
+  private readonly local = new Map<string, { rules: PolicyRules; at: number }>();
   constructor(prisma: PrismaClient, redis: Redis) {
     this.prisma = prisma;
     this.redis = redis;
@@ -66,6 +70,16 @@ export class PolicyService {
   }
 
   async effective(orgId: string, projectId: string | null): Promise<PolicyRules> {
+    const localKey = `${orgId}:${projectId ?? ''}`;
+    const hit = this.local.get(localKey);
+    if (hit && Date.now() - hit.at < LOCAL_TTL_MS) return hit.rules;
+    const rules = await this.loadEffective(orgId, projectId);
+    if (this.local.size > 10_000) this.local.clear();
+    this.local.set(localKey, { rules, at: Date.now() });
+    return rules;
+  }
+
+  private async loadEffective(orgId: string, projectId: string | null): Promise<PolicyRules> {
     const [org, project] = await Promise.all([this.rules(orgId, null), projectId ? this.rules(orgId, projectId) : null]);
     const merged: PolicyRules = { ...EMPTY_RULES };
     for (const source of [org, project]) {
@@ -92,8 +106,10 @@ export class PolicyService {
       if (existing) await tx.policy.update({ where: { id: existing.id }, data });
       else await tx.policy.create({ data: { orgId, projectId, ...data } });
     });
-    // Drop the cache only after the commit, so no reader re-caches the old row.
+    // Drop the caches only after the commit, so no reader re-caches the old row. Organization
+    // rules shape every project's effective policy, so drop all of that organization's entries.
     await this.redis.del(this.cacheKey(orgId, projectId));
+    for (const key of this.local.keys()) if (key.startsWith(`${orgId}:`)) this.local.delete(key);
   }
 
   /** Month-to-date spend of a project (UTC calendar month), from usage records. */
