@@ -16,9 +16,18 @@ export interface CatalogEntry {
 
 const TTL_MS = 10_000;
 
+export interface CachedPrice {
+  id: string;
+  modelId: string;
+  inputMicrosPerMillion: bigint;
+  outputMicrosPerMillion: bigint;
+  effectiveFrom: Date;
+}
+
 export class ModelCatalog {
   private readonly pool: pg.Pool;
   private cache: { at: number; models: Map<string, CatalogEntry> } | undefined;
+  private prices: { at: number; byModel: Map<string, CachedPrice[]> } | undefined;
 
   constructor(pool: pg.Pool) {
     this.pool = pool;
@@ -54,7 +63,36 @@ export class ModelCatalog {
     return (await this.all()).get(name);
   }
 
+  /**
+   * The price row in force at `at` (the newest effective_from ≤ at). Price rows are versioned and
+   * normally added ahead of their effective time, so a cache of at most TTL_MS is exact for them;
+   * a row inserted as effective immediately is seen within TTL_MS.
+   */
+  async priceAt(modelId: string, at: Date = new Date()): Promise<CachedPrice | undefined> {
+    if (!this.prices || Date.now() - this.prices.at >= TTL_MS) {
+      const { rows } = await this.pool.query<Record<string, unknown>>(
+        `SELECT id, model_id, input_micros_per_million::text AS i, output_micros_per_million::text AS o, effective_from
+         FROM model_prices ORDER BY model_id, effective_from DESC`,
+      );
+      const byModel = new Map<string, CachedPrice[]>();
+      for (const r of rows) {
+        const list = byModel.get(r.model_id as string) ?? [];
+        list.push({
+          id: r.id as string,
+          modelId: r.model_id as string,
+          inputMicrosPerMillion: BigInt(r.i as string),
+          outputMicrosPerMillion: BigInt(r.o as string),
+          effectiveFrom: r.effective_from as Date,
+        });
+        byModel.set(r.model_id as string, list);
+      }
+      this.prices = { at: Date.now(), byModel };
+    }
+    return this.prices.byModel.get(modelId)?.find((p) => p.effectiveFrom <= at);
+  }
+
   invalidate(): void {
     this.cache = undefined;
+    this.prices = undefined;
   }
 }

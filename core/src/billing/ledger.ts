@@ -25,6 +25,7 @@
 //   times with jittered backoff; nothing is half-applied because each attempt is one transaction.
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
+import { GroupCommitter } from './group-commit.ts';
 import { AppError, notFound } from '../errors.ts';
 import type { Micros } from '../money.ts';
 import { newTraceId } from '../trace.ts';
@@ -482,9 +483,12 @@ export type PgPool = pg.Pool;
 
 export class Ledger {
   readonly pool: pg.Pool;
+  /** Hold, capture and release statements go through it (see group-commit.ts). */
+  readonly writes: GroupCommitter;
 
-  constructor(pool: pg.Pool) {
+  constructor(pool: pg.Pool, options: { maxBatch?: number } = {}) {
     this.pool = pool;
+    this.writes = new GroupCommitter(pool, options);
   }
 
   // ── wallets ──
@@ -634,7 +638,7 @@ export class Ledger {
     });
     return withSerializationRetry(async () => {
       try {
-        const { rows } = await this.pool.query(HOLD_SQL, [
+        const { rows } = await this.writes.query(HOLD_SQL, [
           input.orgId, amount.toString(), input.projectId ?? null, key, input.traceId ?? null, input.runId ?? null, input.stepId ?? null,
           input.modelId ?? null, input.priceId ?? null, expiresAt, actor.type, actor.id ?? null, hash,
         ]);
@@ -762,7 +766,7 @@ export class Ledger {
         if (cost <= hold.amountMicros) {
           // Within the hold: one statement, no wallet read needed.
           const s = settleCapture(cost, hold.amountMicros, 0n);
-          const done = await this.pool.query(CAPTURE_SQL, params(s));
+          const done = await this.writes.query(CAPTURE_SQL, params(s));
           if (done.rows[0]) return finish(done.rows[0], s);
         } else {
           // Above the hold: what can be collected depends on the wallet now, so lock, read, write.
@@ -818,7 +822,7 @@ export class Ledger {
     const hash = requestHash('release', { holdId: input.holdId });
     return withSerializationRetry(async () => {
       try {
-        const { rows } = await this.pool.query(RELEASE_SQL, [
+        const { rows } = await this.writes.query(RELEASE_SQL, [
           input.holdId, 'released', null, key, actor.type, actor.id ?? null, input.reason ?? null, hash, '{}',
         ]);
         if (rows[0]) {

@@ -7,9 +7,10 @@ import type { Response } from 'express';
 import { AppError, countTokens, type Logger } from '@deepspace/core';
 import type { CatalogEntry } from '@deepspace/core/ai/catalog-cache';
 import { classifyUpstreamError, withUpstreamRetry, type OpenAI } from '@deepspace/core/ai/upstream';
-import type { HoldForModelResult } from '@deepspace/core/billing/index';
 import type { ApiRouter, RequestContext } from '../http/router.ts';
 import { assertPolicyAllows } from '../services/policy.ts';
+import { writeAuditGrouped } from '../services/audit.ts';
+import { estimateHoldMicros, type HoldResult } from '@deepspace/core/billing/index';
 
 // A hold outlives the longest possible call by this much; past that the expiry schedule returns it
 // (the compensation of last resort when this process dies mid-call).
@@ -39,15 +40,16 @@ async function enforcePolicy(ctx: RequestContext, projectId: string, model: stri
 }
 
 interface Settlement {
-  hold: HoldForModelResult;
+  hold: HoldResult & { estimate: { promptTokens: number } | null };
   key: ApiKeyActor;
   model: CatalogEntry;
   startedAt: number;
 }
 
 /** The one audit row of a model call, carrying the request's trace id. */
-function auditCall(ctx: RequestContext, s: Settlement, result: 'success' | 'failure', details: Record<string, unknown>) {
-  return ctx.audit({
+async function auditCall(ctx: RequestContext, s: Settlement, result: 'success' | 'failure', details: Record<string, unknown>) {
+  ctx.auditedByDomain();
+  await writeAuditGrouped(ctx.deps.ledger.writes, ctx.auditInfo, {
     action: 'ai.call',
     resourceType: 'model',
     resourceId: s.model.name,
@@ -108,6 +110,32 @@ async function release(ctx: RequestContext, s: Settlement, errorCode: string, lo
   }
 }
 
+/** Holds the estimate priced with the price in force now (cached catalog), in one ledger write. */
+async function pricedHold(
+  ctx: RequestContext,
+  key: ApiKeyActor,
+  model: CatalogEntry,
+  size: { messages: Array<{ role: string; content: any }>; maxTokens: number } | { promptTokens: number; maxTokens: number },
+): Promise<Settlement['hold']> {
+  const price = await ctx.deps.catalog.priceAt(model.id);
+  if (!price) throw new AppError('service_unavailable', `The model "${model.name}" has no price in force`);
+  const estimate = 'messages' in size
+    ? estimateHoldMicros({ price, messages: size.messages, maxTokens: size.maxTokens })
+    : estimateHoldMicros({ price, promptTokens: size.promptTokens, maxTokens: size.maxTokens });
+  const result = await ctx.deps.ledger.hold({
+    orgId: key.orgId,
+    projectId: key.projectId,
+    amountMicros: estimate.amountMicros,
+    modelId: model.id,
+    priceId: price.id,
+    idempotencyKey: `v1:${ctx.traceId}:hold`,
+    traceId: ctx.traceId,
+    ttlMs: ctx.deps.config.upstream.timeoutMs + HOLD_TTL_MARGIN_MS,
+    actor: { type: 'api_key', id: key.keyId },
+  });
+  return { ...result, estimate };
+}
+
 function upstreamAppError(error: unknown): AppError {
   const failure = classifyUpstreamError(error);
   const code = failure.code === 'bad_request' ? 'bad_request' : failure.code;
@@ -145,17 +173,7 @@ export function openAiRoutes(api: ApiRouter): void {
     await enforcePolicy(ctx, key.projectId, model.name, requestedMax);
     const maxTokens = Math.min(requestedMax ?? model.maxOutputTokens, model.maxOutputTokens);
     const startedAt = performance.now();
-    const hold = await ctx.deps.ledger.holdForModel({
-      orgId: key.orgId,
-      projectId: key.projectId,
-      model: model.name,
-      messages: body.messages,
-      maxTokens,
-      idempotencyKey: `v1:${ctx.traceId}:hold`,
-      traceId: ctx.traceId,
-      ttlMs: ctx.deps.config.upstream.timeoutMs + HOLD_TTL_MARGIN_MS,
-      actor: { type: 'api_key', id: key.keyId },
-    });
+    const hold = await pricedHold(ctx, key, model, { messages: body.messages, maxTokens });
     if (ctx.policy?.monthlyBudgetMicros != null) {
       // The estimate is known only now; re-check the cap with it and undo the hold when over.
       try {
@@ -196,17 +214,7 @@ export function openAiRoutes(api: ApiRouter): void {
     const inputs = Array.isArray(body.input) ? body.input : [body.input];
     const promptTokens = inputs.reduce((sum, text) => sum + countTokens(text), 0);
     const startedAt = performance.now();
-    const hold = await ctx.deps.ledger.holdForModel({
-      orgId: key.orgId,
-      projectId: key.projectId,
-      model: model.name,
-      promptTokens,
-      maxTokens: 0,
-      idempotencyKey: `v1:${ctx.traceId}:hold`,
-      traceId: ctx.traceId,
-      ttlMs: ctx.deps.config.upstream.timeoutMs + HOLD_TTL_MARGIN_MS,
-      actor: { type: 'api_key', id: key.keyId },
-    });
+    const hold = await pricedHold(ctx, key, model, { promptTokens, maxTokens: 0 });
     const settlement: Settlement = { hold, key, model, startedAt };
     let result: OpenAI.Embeddings.CreateEmbeddingResponse;
     try {
