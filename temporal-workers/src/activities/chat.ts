@@ -116,8 +116,9 @@ export function createChatActivities(deps: ActivityDeps) {
             content += delta;
             pending += delta;
           }
-          // Coalesce tiny deltas (≤ 20 ms) to keep Redis and SSE traffic proportional to the text.
-          if (pending && (performance.now() - lastFlush > 20 || pending.length > 200)) {
+          // Coalesce tiny deltas (≤ 20 ms) to keep Redis and SSE traffic proportional to the text;
+          // the first one goes at once, since time to first token is what people feel.
+          if (pending && (content.length === pending.length || performance.now() - lastFlush > 20 || pending.length > 200)) {
             await appendRunEvent(deps.redis, input.runId, 'message.delta', { content: pending });
             context.heartbeat({ chars: content.length });
             pending = '';
