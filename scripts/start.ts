@@ -4,7 +4,7 @@
 // and the web and admin apps. Ctrl-C stops every child process.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { createPrisma, DEMO, ensureDatabase, loadConfigOrExit, migrate, searchAttributeFlags, seedDemo } from '@deepspace/core';
+import { createPrisma, DEMO, ensureDatabase, loadConfigOrExit, migrate, devServerFlags, seedDemo } from '@deepspace/core';
 import { DATA_DIR, MIGRATIONS_DIR, ROOT } from './lib/paths.ts';
 import { ensureNuxtBuild, nuxtServerEntry } from './lib/nuxt.ts';
 import { canConnect, ensurePostgres, ensureRedis, ensureTemporalCli, log, waitFor } from './lib/services.ts';
@@ -63,9 +63,7 @@ try {
       '--ui-port', String(config.ports.temporalUi),
       '--db-filename', path.join(dataDir, 'temporal.db'),
       '--log-level', 'warn',
-      '--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1',
-      '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1',
-      ...searchAttributeFlags(),
+      ...devServerFlags(),
     ]);
     await waitFor(`Temporal at ${config.temporal.address}`, () => canConnect(temporalHost, Number(temporalPortText)), 60_000);
   }

@@ -76,6 +76,22 @@ export const SEARCH_ATTRIBUTES = {
   DsRunKind: 'Keyword',
 } as const;
 
+/**
+ * Dynamic config of the Temporal dev server we start: one task-queue partition (with a single
+ * worker process the default four cost about 3× throughput, shared/notes/temporal-dev-server.md)
+ * and eager activity dispatch (an activity scheduled by a workflow task goes straight back to the
+ * worker that completed it, saving a matching round trip on the chat path).
+ */
+export const DEV_SERVER_DYNAMIC_CONFIG = [
+  'matching.numTaskqueueReadPartitions=1',
+  'matching.numTaskqueueWritePartitions=1',
+  'system.enableActivityEagerExecution=true',
+] as const;
+
+export function devServerFlags(): string[] {
+  return [...DEV_SERVER_DYNAMIC_CONFIG.flatMap((v) => ['--dynamic-config-value', v]), ...searchAttributeFlags()];
+}
+
 export function searchAttributeFlags(): string[] {
   return Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]);
 }

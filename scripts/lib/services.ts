@@ -6,7 +6,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { searchAttributeFlags } from '@deepspace/core/run-events';
+import { devServerFlags } from '@deepspace/core/run-events';
 
 export const TEMPORAL_CLI_VERSION = 'v1.5.1';
 export const TEMPORAL_CACHE_DIR = process.env.DEEPSPACE_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'deepspace', 'bin');
@@ -154,15 +154,13 @@ export async function startTemporalDevServer(options: {
     '--port', String(options.port),
     '--ui-port', String(options.uiPort),
     '--log-level', 'error',
-    '--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1',
-    '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1',
+    ...devServerFlags(),
   ];
   if (options.ui === false) args.push('--headless');
   if (options.dbFile) {
     mkdirSync(path.dirname(options.dbFile), { recursive: true });
     args.push('--db-filename', options.dbFile);
   }
-  args.push(...searchAttributeFlags());
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: false });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });

@@ -2,6 +2,7 @@
 // .env.example). No Docker engine is needed: the files are parsed and checked against the
 // configuration schema of core/src/config.ts, so renaming a variable, dropping a service or a
 // health check, or forgetting a new config key in .env.example fails here.
+import { DEV_SERVER_DYNAMIC_CONFIG, SEARCH_ATTRIBUTES } from '@deepspace/core/run-events';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -230,9 +231,10 @@ describe('docker-compose.yml', () => {
     expect(flag('--db-filename')).toBe('/data/temporal.db');
     expect(flag('--ui-port')).toBe('8233');
     const dynamic = args.filter((_, i) => args[i - 1] === '--dynamic-config-value');
-    expect(dynamic).toEqual(
-      expect.arrayContaining(['matching.numTaskqueueReadPartitions=1', 'matching.numTaskqueueWritePartitions=1']),
-    );
+    expect(dynamic).toEqual(expect.arrayContaining([...DEV_SERVER_DYNAMIC_CONFIG]));
+    // The platform's search attributes must exist, or starting a chat run fails.
+    const attributes = args.filter((_, i) => args[i - 1] === '--search-attribute');
+    expect(attributes).toEqual(expect.arrayContaining(Object.entries(SEARCH_ATTRIBUTES).map(([n, t]) => `${n}=${t}`)));
     const volumes = (service('temporal').volumes ?? []).map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}`));
     expect(volumes.some((v) => /^[A-Za-z0-9][\w.-]*:\/data(:|$)/.test(v))).toBe(true);
     expect(healthTest('temporal')).toMatch(/temporal operator cluster health --address 127\.0\.0\.1:7233/);

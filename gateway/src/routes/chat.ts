@@ -262,7 +262,10 @@ export function chatRoutes(api: ApiRouter): void {
           DsRunKind: ['chat'],
         },
       });
-      await deps.prisma.workflowRun.update({ where: { id: runId }, data: { temporalRunId: handle.firstExecutionRunId } });
+      // Bookkeeping only: the stream need not wait for it.
+      void deps.prisma.workflowRun
+        .update({ where: { id: runId }, data: { temporalRunId: handle.firstExecutionRunId } })
+        .catch((error: unknown) => ctx.log.warn({ err: error, run_id: runId }, 'could not record the Temporal run id'));
     } catch (error) {
       if (!(error instanceof WorkflowExecutionAlreadyStartedError)) {
         await deps.prisma.workflowRun.updateMany({ where: { id: runId, status: 'queued' }, data: { status: 'failed', error: { code: 'service_unavailable', message: 'could not start the run' } } });
