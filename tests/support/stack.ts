@@ -79,8 +79,8 @@ export async function startTestWorker(overrides: NodeJS.ProcessEnv = {}): Promis
   }
   const config = testConfig(overrides);
   const logger = createLogger('worker-test', config.logLevel);
-  const prisma = createPrisma(config.databaseUrl, { max: 5 });
-  const pool = createPgPool(config.databaseUrl, 5);
+  const prisma = createPrisma(config.databaseUrl, { max: 10 });
+  const pool = createPgPool(config.databaseUrl, 10);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   const worker = await createWorker({ config, connection, prisma, pool, logger });
   const running = worker.run();
