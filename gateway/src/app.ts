@@ -14,6 +14,7 @@ import { projectRoutes } from './routes/projects.ts';
 import { openAiRoutes } from './routes/openai-compatible.ts';
 import { billingRoutes } from './routes/billing.ts';
 import { chatRoutes } from './routes/chat.ts';
+import { workflowRoutes } from './routes/workflows.ts';
 
 export const JSON_BODY_LIMIT = '1mb';
 
@@ -36,6 +37,7 @@ export function createApp(deps: GatewayDeps): Express {
   openAiRoutes(api);
   billingRoutes(api);
   chatRoutes(api);
+  workflowRoutes(api);
   api.assertComplete();
   app.use(api.router);
 

@@ -33,6 +33,25 @@ beforeAll(async () => {
       actorId: victim.user.id,
     },
   });
+  const workflow = await victim.client.post(`/api/v1/projects/${victim.project.id}/workflows`, {
+    source: 'name: victim secret workflow\nsteps:\n  - id: a\n    kind: transform\n    value: 1\n',
+  });
+  // A workflow run row as the start route makes it, with an approval step waiting.
+  const workflowRun = await gateway.deps.prisma.workflowRun.create({
+    data: {
+      orgId: victim.org.id,
+      projectId: victim.project.id,
+      kind: 'workflow',
+      definitionId: workflow.body.id,
+      versionId: workflow.body.latest.id,
+      temporalWorkflowId: `wf-victim-${Date.now()}`,
+      status: 'running',
+      traceId: 'd'.repeat(32),
+      actorType: 'user',
+      actorId: victim.user.id,
+      steps: { create: { stepKey: 'review', stepId: 'review', kind: 'approval', status: 'waiting' } },
+    },
+  });
   victimIds = {
     orgId: victim.org.id,
     projectId: victim.project.id,
@@ -41,8 +60,11 @@ beforeAll(async () => {
     keyId: key.body.id,
     sessionId: session.body.id,
     runId: run.id,
+    workflowId: workflow.body.id,
+    version: '1',
+    workflowRunId: workflowRun.id,
   };
-  victimSecrets = [victim.org.name, victim.project.name, victim.email, 'pending@example.test', key.body.prefix, 'victim-secret-model', 'victim secret session'];
+  victimSecrets = ['victim secret workflow', victim.org.name, victim.project.name, victim.email, 'pending@example.test', key.body.prefix, 'victim-secret-model', 'victim secret session'];
 });
 
 afterAll(async () => {
@@ -108,6 +130,10 @@ describe('tenancy', () => {
     expect(sessions.body.data.map((x: { title: string }) => x.title)).toEqual(['victim secret session']);
     const run = await gateway.deps.prisma.workflowRun.findUniqueOrThrow({ where: { id: victimIds.runId } });
     expect(run.status).toBe('running');
+    const workflowRun = await gateway.deps.prisma.workflowRun.findUniqueOrThrow({ where: { id: victimIds.workflowRunId }, include: { steps: true } });
+    expect(workflowRun).toMatchObject({ status: 'running', steps: [{ status: 'waiting' }] });
+    const workflow = await victim.client.get(`/api/v1/projects/${victim.project.id}/workflows/${victimIds.workflowId}`);
+    expect(workflow.body).toMatchObject({ name: 'victim secret workflow', latest_version: 1, archived_at: null });
     const policy = await victim.client.get(`/api/v1/projects/${victim.project.id}/policy`);
     expect(policy.body.rules).toMatchObject({ allowed_models: ['victim-secret-model'], max_tokens_per_request: null });
   });

@@ -12,6 +12,10 @@ export interface RouteIds {
   keyId: string;
   sessionId: string;
   runId: string;
+  workflowId: string;
+  /** A version number of workflowId. */
+  version: string;
+  workflowRunId: string;
 }
 
 export function pathFor(op: Operation, ids: RouteIds): string {
@@ -50,6 +54,17 @@ export const VALID_BODIES: Record<string, unknown> = {
   revokeInvitation: {},
   archiveProject: {},
   revokeApiKey: {},
+  validateWorkflowSource: { source: 'name: tiny\nsteps:\n  - id: a\n    kind: transform\n    value: 1\n' },
+  createWorkflow: { source: 'name: tiny\nsteps:\n  - id: a\n    kind: transform\n    value: 1\n' },
+  updateWorkflow: { description: 'Renamed workflow' },
+  createWorkflowVersion: { source: 'name: tiny\nsteps:\n  - id: a\n    kind: transform\n    value: 2\n' },
+  estimateWorkflowRun: { inputs: {} },
+  startWorkflowRun: { inputs: {} },
+  cancelWorkflowRun: {},
+  approveWorkflowStep: { step: 'review' },
+  rejectWorkflowStep: { step: 'review' },
+  resumeWorkflowRun: {},
+  forkWorkflowRun: { from_step: 'a' },
 };
 
 export function exampleBody(op: Operation): unknown {

@@ -137,26 +137,29 @@ export function createDslActivities(deps: ActivityDeps) {
     /** Upserts a step's row and appends its progress event. */
     async dslRecordStep(record: StepRecord): Promise<void> {
       const finished = record.status === 'succeeded' || record.status === 'failed' || record.status === 'skipped';
-      const data = {
-        kind: record.kind,
-        status: record.status,
-        attempt: record.attempt ?? 1,
-        input: jsonOrNull(record.input),
-        output: jsonOrNull(record.output),
-        detail: jsonOrNull(record.detail),
-        error: jsonOrNull(record.error),
-        model: record.model ?? null,
-        holdId: record.holdId ?? null,
-        promptTokens: record.promptTokens ?? 0,
-        completionTokens: record.completionTokens ?? 0,
-        costMicros: BigInt(record.costMicros ?? '0'),
-        reusedFromRunId: record.reusedFromRunId ?? null,
-        finishedAt: finished ? new Date() : null,
-      };
+      // Only what this record says: a later record (e.g. succeeded) keeps the model and input of the first.
+      const data = Object.fromEntries(
+        Object.entries({
+          kind: record.kind,
+          status: record.status,
+          attempt: record.attempt,
+          input: jsonOrNull(record.input),
+          output: jsonOrNull(record.output),
+          detail: jsonOrNull(record.detail),
+          error: jsonOrNull(record.error),
+          model: record.model,
+          holdId: record.holdId,
+          promptTokens: record.promptTokens,
+          completionTokens: record.completionTokens,
+          costMicros: record.costMicros === undefined ? undefined : BigInt(record.costMicros),
+          reusedFromRunId: record.reusedFromRunId,
+          finishedAt: finished ? new Date() : undefined,
+        }).filter(([, v]) => v !== undefined),
+      ) as Omit<Prisma.WorkflowRunStepUncheckedCreateInput, 'runId' | 'stepKey' | 'stepId'>;
       await deps.prisma.workflowRunStep.upsert({
         where: { runId_stepKey: { runId: record.runId, stepKey: record.stepKey } },
-        create: { runId: record.runId, stepKey: record.stepKey, stepId: record.stepId, ...data, input: data.input ?? undefined },
-        update: { ...data, ...(record.status === 'running' ? { startedAt: new Date() } : {}), input: data.input },
+        create: { runId: record.runId, stepKey: record.stepKey, stepId: record.stepId, ...data },
+        update: { ...data, ...(record.status === 'running' ? { startedAt: new Date() } : {}) },
       });
       await appendRunEvent(deps.redis, record.runId, stepEvent(record.status), {
         step_key: record.stepKey,

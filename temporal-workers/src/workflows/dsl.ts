@@ -49,12 +49,13 @@ const DEFAULT_MAX_TOKENS = 1024;
 const MAX_DEPTH = 5;
 
 // Short database steps as local activities (rows, events, hold).
-const local = proxyLocalActivities<Pick<DslActivities, 'dslStartRun' | 'dslRecordStep' | 'dslResolveModel'> & Pick<BillingActivities, 'billingHold'>>({
+// The capture is one too: it is idempotent on its key, so a retry after a crash is safe.
+const local = proxyLocalActivities<Pick<DslActivities, 'dslStartRun' | 'dslRecordStep' | 'dslResolveModel'> & Pick<BillingActivities, 'billingHold' | 'billingCapture'>>({
   startToCloseTimeout: '15 seconds',
   retry: { maximumAttempts: 5, initialInterval: '100 ms', nonRetryableErrorTypes: BILLING_NON_RETRYABLE_ERRORS },
 });
 
-const money = proxyActivities<Pick<BillingActivities, 'billingCapture' | 'billingRelease'>>({
+const money = proxyActivities<Pick<BillingActivities, 'billingRelease'>>({
   startToCloseTimeout: '15 seconds',
   retry: { maximumAttempts: 20, initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: BILLING_NON_RETRYABLE_ERRORS },
 });
@@ -65,11 +66,12 @@ const settle = proxyActivities<Pick<DslActivities, 'dslFinishRun' | 'dslFailRun'
 });
 
 /** Activity options of a step: its own retry policy and timeout from the compiled plan. */
-function stepOptions(step: CompiledStep, defaults: { timeoutMs: number; nonRetryable: string[] }): ActivityOptions {
+function stepOptions(step: CompiledStep, defaults: { timeoutMs: number; nonRetryable: string[]; heartbeat?: boolean }): ActivityOptions {
   const retry = step.retry;
   return {
     startToCloseTimeout: step.timeoutMs ?? defaults.timeoutMs,
-    heartbeatTimeout: '30 seconds',
+    // A worker that dies mid-call is noticed by its missing heartbeat, not by the whole timeout.
+    ...(defaults.heartbeat ? { heartbeatTimeout: '10 seconds' } : {}),
     retry: {
       maximumAttempts: retry?.maxAttempts ?? 3,
       initialInterval: retry?.initialIntervalMs ?? 1000,
@@ -138,6 +140,7 @@ export async function dslWorkflow(run: DslRunInput): Promise<unknown> {
   const decisions = new Map<string, DslApprovalSignal>();
   const waiting = new Set<string>();
   const stepStatus: Record<string, string> = {};
+  const models = new Map<string, { name: string; upstreamModel: string; maxOutputTokens: number }>();
   const budget = run.budgetMicros ? BigInt(run.budgetMicros) : null;
   let cost = 0n;
 
@@ -159,7 +162,10 @@ export async function dslWorkflow(run: DslRunInput): Promise<unknown> {
     async llm(step, frame, key) {
       const def = step.definition as StepOfKind<'llm'>;
       const scope = scopeOf(frame);
-      const model = await local.dslResolveModel({ model: String(renderTemplate(def.model ?? DEFAULT_MODEL, scope)) });
+      const modelName = String(renderTemplate(def.model ?? DEFAULT_MODEL, scope));
+      // Memoised per run: the same name resolves the same way for the whole run (and on replay).
+      const model = models.get(modelName) ?? (await local.dslResolveModel({ model: modelName }));
+      models.set(modelName, model);
       const messages: { role: string; content: string }[] = [];
       if (def.messages) {
         for (const m of def.messages) messages.push({ role: m.role, content: toText(renderTemplate(m.content, scope)) });
@@ -199,14 +205,14 @@ export async function dslWorkflow(run: DslRunInput): Promise<unknown> {
       }
       let result;
       try {
-        const call = proxyActivities<Pick<DslActivities, 'dslModelCall'>>(stepOptions(step, { timeoutMs: 300_000, nonRetryable: ['bad_request', 'invalid_output_schema', 'not_found'] }));
+        const call = proxyActivities<Pick<DslActivities, 'dslModelCall'>>(stepOptions(step, { timeoutMs: 300_000, nonRetryable: ['bad_request', 'invalid_output_schema', 'not_found'], heartbeat: true }));
         result = await call.dslModelCall({ runId: run.runId, stepKey: key, upstreamModel: hold.upstreamModel, messages, maxTokens, temperature, outputSchema: def.output_schema ?? null, repairRetries });
       } catch (error) {
         await release(isCancellation(error) ? 'cancelled' : failureOf(error).code);
         throw error;
       }
       const captured = await CancellationScope.nonCancellable(() =>
-        money.billingCapture({
+        local.billingCapture({
           holdId: hold.holdId,
           idempotencyKey: `${run.runId}:${key}:capture`,
           usage: {

@@ -66,7 +66,8 @@ function instance(schema: Record<string, unknown>, root: Record<string, unknown>
     }
   }
   let type = schema['type'];
-  if (Array.isArray(type)) type = type.find((t) => t !== 'null') ?? 'null';
+  // A string `pattern` is not generated: when null is allowed, null is the valid minimal answer.
+  if (Array.isArray(type)) type = typeof schema['pattern'] === 'string' && type.includes('null') ? 'null' : (type.find((t) => t !== 'null') ?? 'null');
   if (type === undefined) type = isPlainObject(schema['properties']) ? 'object' : 'string';
   switch (type) {
     case 'object': {

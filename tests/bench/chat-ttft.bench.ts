@@ -1,0 +1,432 @@
+// Chat time-to-first-token through the durable workflow vs calling the model directly.
+// Subject: POST /api/v1/projects/:id/chat/sessions/:sid/messages (SSE) → the first `message.delta`
+// event (gateway → Temporal workflow → local activities → model activity → Redis Stream → SSE).
+// Baseline: a streaming chat.completions.create sent straight to the simulator with the same
+// prompt → its first content chunk. The simulator answers the first token after 50 ms on both
+// paths (a directive in the prompt), so the difference is what the platform adds.
+// One stream at a time (direct and workflow samples alternate, so machine noise hits both) and 20
+// concurrent streams (in alternating blocks). Each workflow sample is then broken down with the
+// run's Temporal history, its Redis Stream entry ids (server timestamps) and the gateway's
+// workflow.start call, so a miss can be traced to the step that costs it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
+import { tsToMs } from '@temporalio/common';
+import { signUp, type Tenant } from '../support/api.ts';
+import { sseEvents } from '../support/sse.ts';
+import { startTestGateway, startTestWorker, type TestGateway, type TestWorker } from '../support/stack.ts';
+import { round, type BenchResult, type BenchSuite } from './harness.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const SIM_KEY = 'sim-test-key';
+const FIRST_TOKEN_MS = 50;
+const PROMPT = `Explain what enzymes do in two sentences. [[sim:first_token_ms=${FIRST_TOKEN_MS}]] [[sim:output_tokens=12]]`;
+const MAX_TOKENS = 16;
+const SINGLE_SAMPLES = 150;
+const CONCURRENT = 20;
+/** Rounds of (direct block, workflow block), each block CONCURRENT lanes × PER_LANE messages. */
+const CONCURRENT_ROUNDS = 4;
+const PER_LANE = 5;
+const WARMUP = 15;
+const TARGET_ADDED_MS = { p50: 30, p99: 120 } as const;
+
+/** The simulator in its own process, as the real upstream would be. */
+async function startSimulatorProcess(): Promise<{ proc: ChildProcess; url: string; stop(): Promise<void> }> {
+  const proc = spawn(process.execPath, [path.join(ROOT, 'tests/simulator/src/main.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, SIMULATOR_PORT: '0', SIMULATOR_API_KEY: SIM_KEY },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  const stop = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill('SIGTERM');
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  const url = await new Promise<string>((resolve, reject) => {
+    const lines: string[] = [];
+    const timer = setTimeout(() => reject(new Error(`simulator did not start: ${lines.join('\n')}`)), 30_000);
+    const onLine = (line: string) => {
+      lines.push(line);
+      const match = /"url":"([^"]+)"/.exec(line);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]!);
+      }
+    };
+    createInterface({ input: proc.stdout! }).on('line', onLine);
+    createInterface({ input: proc.stderr! }).on('line', onLine);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`simulator exited (${code}): ${lines.join('\n')}`));
+    });
+  });
+  return { proc, url, stop };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface WorkflowSample {
+  /** Wall clock (ms since the epoch) when the POST was sent. */
+  t0: number;
+  ttft: number;
+  /** The gateway's `run` event (sent after the workflow start), ms after t0. */
+  runEvent: number;
+  firstDeltaWall: number;
+  runStartedRedisMs: number | null;
+  firstDeltaRedisMs: number;
+  workflowId: string;
+  runId: string;
+}
+
+// Contiguous steps from the POST to the first delta at the client.
+const SEGMENTS = [
+  ['gatewayAuthAndLookups', 'POST sent → the run row is inserted (HTTP, auth, rate limit, project/session/model/policy lookups, idempotency check)'],
+  ['gatewayMessageTransaction', 'run row inserted → gateway calls workflow.start (rest of the user message + run + session + audit transaction, commit)'],
+  ['workflowStartRpc', 'workflow.start called → it returns (StartWorkflowExecution round trip)'],
+  ['workflowTaskDispatch', 'workflow.start returned → first workflow task started on the worker'],
+  ['prepareContextReads', 'workflow task started → prepareChatContext marks the run running (workflow activation, local-activity dispatch, model + message + history reads, token counting)'],
+  ['prepareContextWrites', 'run marked running → run.started appended (run row update, Redis XADD + EXPIRE, local-activity completion)'],
+  ['billingHoldUntilInsert', 'run.started → hold row inserted (next activation, local-activity dispatch, model/idempotency/price reads, prompt token estimate)'],
+  ['holdCommitAndTaskCompletion', 'hold inserted → chatModelCall activity scheduled (hold statement done, local-activity completion, workflow task completion)'],
+  ['activityTaskDispatch', 'activity scheduled → activity task started on the worker'],
+  ['activityToFirstToken', `activity started → first delta appended to the Redis Stream (upstream call incl. the simulator's ${FIRST_TOKEN_MS} ms first token)`],
+  ['relayToClient', 'first delta in Redis → the client reads the message.delta SSE event (XREAD relay, SSE)'],
+] as const;
+
+type Breakdown = Record<(typeof SEGMENTS)[number][0], number>;
+
+/** Machine-wide busy and total jiffies, from /proc/stat. */
+function machineJiffies(): { busy: number; total: number } {
+  try {
+    const values = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = values.reduce((a, b) => a + b, 0);
+    return { busy: total - (values[3] ?? 0) - (values[4] ?? 0), total };
+  } catch {
+    return { busy: 0, total: 0 };
+  }
+}
+
+/**
+ * What this process (gateway + worker + client, one event loop) and the machine did while the
+ * workflow samples ran: CPU used (100 % = one core), event-loop delay, machine-wide busy share.
+ */
+function loadMeter() {
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  let cpuMicros = 0;
+  let wallMs = 0;
+  let busy = 0;
+  let total = 0;
+  let started: { cpu: NodeJS.CpuUsage; wall: number; machine: { busy: number; total: number } } | null = null;
+  return {
+    start() {
+      loop.enable();
+      started = { cpu: process.cpuUsage(), wall: performance.now(), machine: machineJiffies() };
+    },
+    stop() {
+      loop.disable();
+      if (!started) return;
+      const cpu = process.cpuUsage(started.cpu);
+      cpuMicros += cpu.user + cpu.system;
+      wallMs += performance.now() - started.wall;
+      const machine = machineJiffies();
+      busy += machine.busy - started.machine.busy;
+      total += machine.total - started.machine.total;
+      started = null;
+    },
+    summary() {
+      return {
+        bench_process_cpu_pct: round(cpuMicros / 10 / Math.max(1, wallMs), 0),
+        event_loop_delay_ms: { p50: round(loop.percentile(50) / 1e6, 1), p99: round(loop.percentile(99) / 1e6, 1), max: round(loop.max / 1e6, 1) },
+        machine_busy_pct_of_2_cores: total ? round((100 * busy) / total, 0) : null,
+      };
+    },
+  };
+}
+
+const redisMs = (id: string | undefined) => (id ? Number(id.split('-')[0]) : null);
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function stats(values: number[]) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99), n: sorted.length };
+}
+
+type HistoryEvent = {
+  eventTime?: Parameters<typeof tsToMs>[0];
+  workflowExecutionStartedEventAttributes?: unknown;
+  workflowTaskStartedEventAttributes?: unknown;
+  activityTaskScheduledEventAttributes?: unknown;
+  activityTaskStartedEventAttributes?: unknown;
+};
+
+const suite: BenchSuite = {
+  name: 'chat time-to-first-token through the workflow',
+  async run(): Promise<BenchResult[]> {
+    const sim = await startSimulatorProcess();
+    let gateway: TestGateway | undefined;
+    let worker: TestWorker | undefined;
+    try {
+      const upstreamEnv = { NEWAPI_BASE_URL: sim.url, NEWAPI_API_KEY: SIM_KEY };
+      gateway = await startTestGateway({ ...upstreamEnv, RATE_LIMIT_API_KEY_PER_MINUTE: '100000000', RATE_LIMIT_PROJECT_PER_MINUTE: '100000000' });
+      worker = await startTestWorker(upstreamEnv);
+      const gw = gateway;
+      const tenant: Tenant = await signUp(gw.url, 'bench-chat');
+      await gw.deps.ledger.topup({ orgId: tenant.org.id, amountMicros: 100_000_000n, idempotencyKey: `bench-chat-topup:${tenant.org.id}`, reason: 'bench credit', actor: { type: 'system' } });
+      const projectId = tenant.project.id as string;
+
+      // When the gateway calls workflow.start and when it returns, per workflow id.
+      const starts = new Map<string, { called: number; returned: number }>();
+      const workflowClient = gw.deps.temporal.client.workflow as unknown as { start: (type: string, options: { workflowId: string }) => Promise<unknown> };
+      const originalStart = workflowClient.start.bind(workflowClient);
+      workflowClient.start = async (type, options) => {
+        const called = Date.now();
+        const handle = await originalStart(type, options);
+        starts.set(options.workflowId, { called, returned: Date.now() });
+        return handle;
+      };
+
+      // One fresh session per message (made before the clock starts), so every prompt is the same
+      // single user message on both paths.
+      const sessionPool: string[] = [];
+      const total = WARMUP + SINGLE_SAMPLES + CONCURRENT * PER_LANE * CONCURRENT_ROUNDS + CONCURRENT;
+      for (let i = 0; i < total; i += 10) {
+        const batch = await Promise.all(
+          Array.from({ length: Math.min(10, total - i) }, () => tenant.client.post(`/api/v1/projects/${projectId}/chat/sessions`, { model: 'gpt-4o-mini', title: 'bench' })),
+        );
+        for (const res of batch) {
+          if (res.status !== 201) throw new Error(`session creation failed: ${res.status} ${JSON.stringify(res.body)}`);
+          sessionPool.push(res.body.id as string);
+        }
+      }
+
+      const failures: string[] = [];
+      const viaWorkflow = async (): Promise<WorkflowSample | null> => {
+        const sessionId = sessionPool.pop()!;
+        const t0 = Date.now();
+        const p0 = performance.now();
+        const res = await fetch(`${gw.url}/api/v1/projects/${projectId}/chat/sessions/${sessionId}/messages`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', cookie: tenant.client.cookie! },
+          body: JSON.stringify({ content: PROMPT, max_tokens: MAX_TOKENS }),
+        });
+        if (res.status !== 200) {
+          failures.push(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
+          return null;
+        }
+        let runEvent = NaN;
+        let ttft = NaN;
+        let firstDeltaWall = NaN;
+        let workflowId = '';
+        let runId = '';
+        let runStartedId: string | undefined;
+        let firstDeltaId: string | undefined;
+        let last = '';
+        for await (const event of sseEvents(res)) {
+          last = event.event;
+          if (event.event === 'run') {
+            runEvent = performance.now() - p0;
+            workflowId = event.data.workflow_id;
+            runId = event.data.run_id;
+          } else if (event.event === 'run.started') runStartedId = event.id;
+          else if (event.event === 'message.delta' && firstDeltaId === undefined) {
+            ttft = performance.now() - p0;
+            firstDeltaWall = Date.now();
+            firstDeltaId = event.id;
+          }
+          if (['message.completed', 'run.failed', 'run.cancelled'].includes(event.event)) break;
+        }
+        if (last !== 'message.completed' || firstDeltaId === undefined) {
+          failures.push(`run ended with ${last}${firstDeltaId === undefined ? ' and no delta' : ''}`);
+          return null;
+        }
+        return { t0, ttft, runEvent, firstDeltaWall, runStartedRedisMs: redisMs(runStartedId), firstDeltaRedisMs: redisMs(firstDeltaId)!, workflowId, runId };
+      };
+
+      const openai = new OpenAI({ baseURL: sim.url, apiKey: SIM_KEY, maxRetries: 0 });
+      const direct = async (): Promise<number | null> => {
+        const started = performance.now();
+        const stream = await openai.chat.completions.create({
+          model: 'sim-gpt-4o-mini',
+          messages: [{ role: 'user', content: PROMPT }],
+          max_tokens: MAX_TOKENS,
+          stream: true,
+          stream_options: { include_usage: true },
+        });
+        let first: number | null = null;
+        for await (const chunk of stream) {
+          if (first === null && chunk.choices[0]?.delta?.content) first = performance.now() - started;
+        }
+        if (first === null) failures.push('direct stream had no content');
+        return first;
+      };
+
+      // Warm-up: JIT, the workflow bundle's first activations, connection pools, caches.
+      for (let i = 0; i < WARMUP; i++) {
+        await direct();
+        await viaWorkflow();
+      }
+      failures.length = 0;
+
+      // 1 stream: alternate direct and workflow samples.
+      const single = { direct: [] as number[], workflow: [] as WorkflowSample[] };
+      const singleLoad = loadMeter();
+      for (let i = 0; i < SINGLE_SAMPLES; i++) {
+        const d = await direct();
+        if (d !== null) single.direct.push(d);
+        singleLoad.start();
+        const w = await viaWorkflow();
+        singleLoad.stop();
+        if (w) single.workflow.push(w);
+      }
+
+      // 20 streams: alternating blocks of CONCURRENT lanes × PER_LANE messages.
+      const concurrent = { direct: [] as number[], workflow: [] as WorkflowSample[] };
+      const lanes = async <T>(fn: () => Promise<T | null>, into: T[]) => {
+        await Promise.all(
+          Array.from({ length: CONCURRENT }, async () => {
+            for (let i = 0; i < PER_LANE; i++) {
+              const sample = await fn();
+              if (sample !== null) into.push(sample);
+            }
+          }),
+        );
+      };
+      let workflowSeconds = 0;
+      const concurrentLoad = loadMeter();
+      for (let round = 0; round < CONCURRENT_ROUNDS; round++) {
+        await lanes(direct, concurrent.direct);
+        const blockStarted = performance.now();
+        concurrentLoad.start();
+        await lanes(viaWorkflow, concurrent.workflow);
+        concurrentLoad.stop();
+        workflowSeconds += (performance.now() - blockStarted) / 1000;
+      }
+
+      // Break the workflow samples down with each run's Temporal history.
+      const breakdownOf = async (sample: WorkflowSample): Promise<Breakdown | null> => {
+        const start = starts.get(sample.workflowId);
+        if (!start || sample.runStartedRedisMs === null) return null;
+        const history = await worker!.client.workflow.getHandle(sample.workflowId).fetchHistory();
+        const events = (history.events ?? []) as HistoryEvent[];
+        const time = (pick: (e: HistoryEvent) => unknown) => {
+          const event = events.find((e) => pick(e));
+          return event?.eventTime ? tsToMs(event.eventTime) : null;
+        };
+        const taskStarted = time((e) => e.workflowTaskStartedEventAttributes);
+        const activityScheduled = time((e) => e.activityTaskScheduledEventAttributes);
+        const activityStarted = time((e) => e.activityTaskStartedEventAttributes);
+        if (taskStarted === null || activityScheduled === null || activityStarted === null) return null;
+        const run = await gw.deps.prisma.workflowRun.findUnique({ where: { id: sample.runId } });
+        const hold = await gw.deps.prisma.hold.findFirst({ where: { runId: sample.runId } });
+        if (!run?.startedAt || !hold) return null;
+        return {
+          gatewayAuthAndLookups: run.createdAt.getTime() - sample.t0,
+          gatewayMessageTransaction: start.called - run.createdAt.getTime(),
+          workflowStartRpc: start.returned - start.called,
+          workflowTaskDispatch: taskStarted - start.returned,
+          prepareContextReads: run.startedAt.getTime() - taskStarted,
+          prepareContextWrites: sample.runStartedRedisMs - run.startedAt.getTime(),
+          billingHoldUntilInsert: hold.createdAt.getTime() - sample.runStartedRedisMs,
+          holdCommitAndTaskCompletion: activityScheduled - hold.createdAt.getTime(),
+          activityTaskDispatch: activityStarted - activityScheduled,
+          activityToFirstToken: sample.firstDeltaRedisMs - activityStarted,
+          relayToClient: sample.firstDeltaWall - sample.firstDeltaRedisMs,
+        };
+      };
+      const breakdown = async (samples: WorkflowSample[]) => {
+        const rows: Breakdown[] = [];
+        for (const sample of samples) {
+          const row = await breakdownOf(sample).catch(() => null);
+          if (row) rows.push(row);
+        }
+        const out: Record<string, { mean_ms: number; p50_ms: number; p99_ms: number; what: string }> = {};
+        const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
+        for (const [key, what] of SEGMENTS) {
+          const values = rows.map((r) => r[key]);
+          const s = stats(values);
+          out[key] = { mean_ms: round(mean(values), 1), p50_ms: round(s.p50, 1), p99_ms: round(s.p99, 1), what };
+        }
+        const runEvent = stats(samples.map((s) => s.runEvent));
+        return {
+          samples_broken_down: rows.length,
+          clock: 'wall-clock ms on this machine: client Date.now, the gateway around workflow.start, row timestamps (workflow_runs created_at/started_at, holds created_at), Temporal history event times, Redis Stream entry ids (1 ms resolution)',
+          note: 'segments are contiguous, so their means add up to the mean TTFT (their p50s need not)',
+          mean_ttft_ms: round(mean(samples.map((s) => s.ttft)), 1),
+          segments: out,
+          client_run_event_p50_ms: round(runEvent.p50, 1),
+        };
+      };
+
+      const results: BenchResult[] = [];
+      const report = async (label: string, key: string, data: { direct: number[]; workflow: WorkflowSample[] }, extra: Record<string, unknown>) => {
+        const d = stats(data.direct);
+        const w = stats(data.workflow.map((s) => s.ttft));
+        const parts = await breakdown(data.workflow);
+        for (const stat of ['p50', 'p95', 'p99'] as const) {
+          const added = w[stat] - d[stat];
+          const target = stat === 'p95' ? null : TARGET_ADDED_MS[stat];
+          results.push({
+            name: `chat-ttft-${key}-${stat}`,
+            description: `chat time to first token, ${label}: POST message (SSE) → first message.delta through the workflow, vs a streaming completion sent straight to the simulator (first token after ${FIRST_TOKEN_MS} ms on both)`,
+            baseline: { label: `direct ${stat}`, value: round(d[stat], 1), unit: 'ms' },
+            subject: { label: `via workflow ${stat} (+${round(added, 1)} ms${target !== null ? `; target ≤ +${target}` : ''})`, value: round(w[stat], 1), unit: 'ms' },
+            ratio: round(w[stat] / d[stat], 2),
+            ratioMeaning: `workflow TTFT ${stat} in multiples of direct`,
+            details: {
+              added_ms: round(added, 1),
+              ...(target !== null ? { target_added_ms: target, target_met: added <= target } : {}),
+              samples: { direct: d.n, workflow: w.n },
+              failures: failures.length,
+              ...(failures.length ? { failure_examples: [...new Set(failures)].slice(0, 3) } : {}),
+              ...extra,
+              ...(stat === 'p50' ? { breakdown: parts } : {}),
+            },
+          });
+        }
+      };
+      await report('1 stream at a time', '1stream', single, {
+        method: `${SINGLE_SAMPLES} samples each, direct and workflow alternating, after ${WARMUP} warm-up pairs`,
+        topology: 'gateway (startTestGateway), worker (startTestWorker) and the client share this process; the simulator runs in its own; 2 cores shared with PostgreSQL, Redis and Temporal',
+        load_during_workflow_samples: singleLoad.summary(),
+      });
+      await report(`${CONCURRENT} concurrent streams`, `${CONCURRENT}streams`, concurrent, {
+        method: `${CONCURRENT} lanes; ${CONCURRENT_ROUNDS} rounds of a direct block then a workflow block, ${PER_LANE} messages per lane per block`,
+        workflow_runs_per_second: round(concurrent.workflow.length / workflowSeconds, 1),
+        load_during_workflow_blocks: concurrentLoad.summary(),
+      });
+      return results;
+    } finally {
+      await worker?.stop();
+      await gateway?.close();
+      await sim.stop();
+      releaseLeftoverRedisSockets();
+    }
+  },
+};
+
+/**
+ * startTestWorker's createWorker opens its own Redis client for run events, and TestWorker.stop()
+ * does not close it, so this process could never exit after the suite. Once the gateway and the
+ * worker are stopped no Redis socket of this suite is in use: unref the leftovers.
+ */
+function releaseLeftoverRedisSockets(): void {
+  const redisPort = Number(new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379').port || 6379);
+  const handles = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles?.() ?? [];
+  for (const handle of handles) {
+    if (handle instanceof Socket && handle.remotePort === redisPort) handle.unref();
+  }
+}
+
+export default suite;
