@@ -10,7 +10,6 @@
 // workflow.start call, so a miss can be traced to the step that costs it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -411,22 +410,8 @@ const suite: BenchSuite = {
       await worker?.stop();
       await gateway?.close();
       await sim.stop();
-      releaseLeftoverRedisSockets();
     }
   },
 };
-
-/**
- * startTestWorker's createWorker opens its own Redis client for run events, and TestWorker.stop()
- * does not close it, so this process could never exit after the suite. Once the gateway and the
- * worker are stopped no Redis socket of this suite is in use: unref the leftovers.
- */
-function releaseLeftoverRedisSockets(): void {
-  const redisPort = Number(new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379').port || 6379);
-  const handles = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles?.() ?? [];
-  for (const handle of handles) {
-    if (handle instanceof Socket && handle.remotePort === redisPort) handle.unref();
-  }
-}
 
 export default suite;

@@ -82,7 +82,9 @@ export async function startTestWorker(overrides: NodeJS.ProcessEnv = {}): Promis
   const prisma = createPrisma(config.databaseUrl, { max: 10 });
   const pool = createPgPool(config.databaseUrl, 10);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
-  const worker = await createWorker({ config, connection, prisma, pool, logger });
+  const redis = createRedis(config.redis.url, config.redis.keyPrefix);
+  redis.on('error', (error) => logger.warn({ err: error.message }, 'redis error'));
+  const worker = await createWorker({ config, connection, prisma, pool, logger, redis });
   const running = worker.run();
   const clientConnection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
@@ -94,7 +96,7 @@ export async function startTestWorker(overrides: NodeJS.ProcessEnv = {}): Promis
     async stop() {
       worker.shutdown();
       await running;
-      await Promise.allSettled([connection.close(), clientConnection.close(), prisma.$disconnect(), pool.end()]);
+      await Promise.allSettled([connection.close(), clientConnection.close(), prisma.$disconnect(), pool.end(), redis.quit()]);
     },
   };
 }

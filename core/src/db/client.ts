@@ -14,5 +14,9 @@ export function createPrisma(databaseUrl: string, options: { max?: number } = {}
 }
 
 export function createPgPool(databaseUrl: string, max = 10): pg.Pool {
-  return new pg.Pool({ connectionString: databaseUrl, max });
+  const pool = new pg.Pool({ connectionString: databaseUrl, max });
+  // An idle client whose connection the server ends (restart, DROP DATABASE … FORCE) is removed
+  // by the pool; without a listener that 'error' would crash the process.
+  pool.on('error', () => {});
+  return pool;
 }
