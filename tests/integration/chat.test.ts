@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, missingAuditTraceIds, signUp, type Tenant } from '../support/api.ts';
 import { collectSse, sseEvents } from '../support/sse.ts';
+import { until } from '../support/processes.ts';
 import { startTestGateway, startTestWorker, type TestGateway, type TestWorker } from '../support/stack.ts';
 
 let gateway: TestGateway;
@@ -41,15 +42,6 @@ function send(tenant: Tenant, sessionId: string, body: Record<string, unknown>, 
   });
 }
 
-async function waitFor<T>(fn: () => Promise<T | null | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await fn();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('timed out waiting');
-}
 
 describe('chat', () => {
   it('a message streams back over SSE from a durable run; money, usage, audit and the messages agree', async () => {
@@ -85,7 +77,7 @@ describe('chat', () => {
     expect(messages.body.data[1]).toMatchObject({ content: streamed, usage: { cost_micros: completed.cost_micros } });
 
     // Operators find the run in Temporal by trace id (a search attribute).
-    const found = await waitFor(async () => {
+    const found = await until(async () => {
       for await (const wf of worker.client.workflow.list({ query: `DsTraceId = "${traceId}"` })) return wf;
       return null;
     });
@@ -124,7 +116,7 @@ describe('chat', () => {
       if (event.event === 'message.delta') break;
     }
     abort.abort();
-    const run = await waitFor(async () => {
+    const run = await until(async () => {
       const r = await gateway.deps.prisma.workflowRun.findUnique({ where: { id: runId } });
       return r?.status === 'succeeded' ? r : null;
     });

@@ -1,36 +1,16 @@
 // Processes killed with SIGKILL mid-stream, then restarted: every call ends with exactly one
 // capture or one release, and no hold stays active past its expiry.
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT } from '../../scripts/lib/paths.ts';
 import { freePort } from '../../scripts/lib/services.ts';
 import { createKey, signUp, type Tenant } from '../support/api.ts';
 import { sseEvents } from '../support/sse.ts';
-import { startTestGateway, startTestWorker, type TestGateway } from '../support/stack.ts';
+import { spawnService, until } from '../support/processes.ts';
+import { startTestGateway, startTestWorker, testConfig, type TestGateway } from '../support/stack.ts';
 
-const NODE = path.join(ROOT, 'node_modules/.bin/node');
 const children: ChildProcess[] = [];
-
-function spawnService(script: string, env: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string } {
-  const child = spawn(NODE, [path.join(ROOT, script)], { env: { ...process.env, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  children.push(child);
-  return { child, output: () => output };
-}
-
-async function until<T>(fn: () => Promise<T | null | undefined | false>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await fn();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out: ${what}`);
-}
+const spawnServiceHere = (script: string, env: NodeJS.ProcessEnv) => spawnService(script, env, children);
 
 let gateway: TestGateway;
 beforeAll(async () => {
@@ -56,7 +36,7 @@ describe('crash faults', () => {
     const taskQueue = `faults-chat-${randomBytes(3).toString('hex')}`;
     const chatGateway = await startTestGateway({ TEMPORAL_TASK_QUEUE: taskQueue });
     try {
-      const first = spawnService('temporal-workers/src/main.ts', { TEMPORAL_TASK_QUEUE: taskQueue });
+      const first = spawnServiceHere('temporal-workers/src/main.ts', { TEMPORAL_TASK_QUEUE: taskQueue });
       await until(async () => first.output().includes('worker started'), 60_000, 'first worker');
       const tenant = await funded('killworker');
       const session = (await tenant.client.post(`/api/v1/projects/${tenant.project.id}/chat/sessions`, {})).body;
@@ -67,13 +47,13 @@ describe('crash faults', () => {
       });
       const events = [];
       let killed = false;
-      let second: ReturnType<typeof spawnService> | undefined;
+      let second: ReturnType<typeof spawnServiceHere> | undefined;
       for await (const event of sseEvents(res)) {
         events.push(event);
         if (!killed && event.event === 'message.delta') {
           first.child.kill('SIGKILL');
           killed = true;
-          second = spawnService('temporal-workers/src/main.ts', { TEMPORAL_TASK_QUEUE: taskQueue });
+          second = spawnServiceHere('temporal-workers/src/main.ts', { TEMPORAL_TASK_QUEUE: taskQueue });
         }
       }
       expect(killed).toBe(true);
@@ -97,7 +77,7 @@ describe('crash faults', () => {
 
   it('the gateway is SIGKILLed mid /v1 stream: the hold is returned by the expiry schedule, exactly once', async () => {
     const port = await freePort();
-    const proc = spawnService('gateway/src/main.ts', { GATEWAY_PORT: String(port), UPSTREAM_TIMEOUT_MS: '2000' });
+    const proc = spawnServiceHere('gateway/src/main.ts', { GATEWAY_PORT: String(port), UPSTREAM_TIMEOUT_MS: '2000' });
     await until(async () => {
       try {
         return (await fetch(`http://127.0.0.1:${port}/healthz`)).ok;
@@ -128,7 +108,7 @@ describe('crash faults', () => {
     try {
       await until(async () => Date.now() > hold.expiresAt.getTime() + 100, 20_000, 'hold expiry');
       await worker.client.workflow.execute('expireHoldsWorkflow', {
-        taskQueue: process.env.TEMPORAL_TASK_QUEUE!,
+        taskQueue: testConfig().temporal.taskQueue,
         workflowId: `expire-${traceId}`,
         args: [{}],
       });

@@ -1,37 +1,17 @@
 // A workflow run survives its worker being SIGKILLed mid llm call: a new worker finishes it and
 // every llm step is billed exactly once (one hold, one capture). Plus the SSRF guard's address
 // classes, with loopback allowed only by the explicit flag.
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT } from '../../scripts/lib/paths.ts';
 import { addressClass } from '../../temporal-workers/src/activities/dsl.ts';
 import { signUp, type Tenant } from '../support/api.ts';
 import { sseEvents } from '../support/sse.ts';
+import { spawnService, until } from '../support/processes.ts';
 import { startTestGateway, type TestGateway } from '../support/stack.ts';
 
-const NODE = path.join(ROOT, 'node_modules/.bin/node');
 const children: ChildProcess[] = [];
-
-function spawnWorker(env: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string } {
-  const child = spawn(NODE, [path.join(ROOT, 'temporal-workers/src/main.ts')], { env: { ...process.env, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  children.push(child);
-  return { child, output: () => output };
-}
-
-async function until<T>(fn: () => Promise<T | null | undefined | false>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await fn();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out: ${what}`);
-}
+const spawnWorker = (env: NodeJS.ProcessEnv) => spawnService('temporal-workers/src/main.ts', env, children);
 
 const taskQueue = `faults-wf-${randomBytes(3).toString('hex')}`;
 let gateway: TestGateway;

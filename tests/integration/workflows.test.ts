@@ -11,6 +11,7 @@ import { ROOT } from '../../scripts/lib/paths.ts';
 import { WORKFLOWS_PATH } from '../../temporal-workers/src/worker.ts';
 import { missingAuditTraceIds, signUp, type Tenant } from '../support/api.ts';
 import { collectSse } from '../support/sse.ts';
+import { until } from '../support/processes.ts';
 import { startTestGateway, startTestWorker, type TestGateway, type TestWorker } from '../support/stack.ts';
 
 let gateway: TestGateway;
@@ -47,8 +48,13 @@ afterAll(async () => {
   await new Promise((r) => hook.close(r));
 });
 
+// Organizations made by this suite: other suites share the database (and some make run rows
+// with no Temporal history behind them, e.g. the tenancy walk's victim).
+const ownOrgIds: string[] = [];
+
 async function fundedTenant(label: string, micros = 5_000_000n): Promise<Tenant> {
   const tenant = await signUp(gateway.url, label);
+  ownOrgIds.push(tenant.org.id);
   await gateway.deps.ledger.topup({ orgId: tenant.org.id, amountMicros: micros, idempotencyKey: `wf-test:${tenant.org.id}`, reason: 'test credit', actor: { type: 'system' } });
   return tenant;
 }
@@ -65,25 +71,16 @@ async function startRun(tenant: Tenant, workflowId: string, body: Record<string,
   return res.body;
 }
 
-async function waitFor<T>(fn: () => Promise<T | null | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await fn();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('timed out waiting');
-}
 
 async function finished(tenant: Tenant, runId: string, timeoutMs = 30_000) {
-  return waitFor(async () => {
+  return until(async () => {
     const res = await tenant.client.get(`/api/v1/projects/${tenant.project.id}/workflow-runs/${runId}`);
     return ['succeeded', 'failed', 'cancelled'].includes(res.body.status) ? res.body : null;
   }, timeoutMs);
 }
 
 async function waitingApproval(tenant: Tenant, runId: string) {
-  return waitFor(async () => {
+  return until(async () => {
     const res = await tenant.client.get(`/api/v1/projects/${tenant.project.id}/workflow-runs/${runId}`);
     return res.body.pending_approvals?.length ? res.body : null;
   });
@@ -222,7 +219,7 @@ describe('workflow runs', () => {
     expect(new Set(usage.map((u) => u.traceId))).toEqual(new Set([run.trace_id]));
 
     // Operators find the run in Temporal by trace id.
-    const found = await waitFor(async () => {
+    const found = await until(async () => {
       for await (const w of worker.client.workflow.list({ query: `DsTraceId = "${run.trace_id}" AND DsRunKind = "workflow"` })) return w;
       return null;
     });
@@ -290,7 +287,7 @@ describe('workflow runs', () => {
     const before = await gateway.deps.ledger.getWallet(tenant.org.id);
     const wf = await createWorkflow(tenant, `name: slow\nsteps:\n  - id: think\n    kind: llm\n    prompt: "ponder [[sim:first_token_ms=20000]]"\n    max_tokens: 20\n`);
     const run = await startRun(tenant, wf.id, {});
-    await waitFor(async () => (await gateway.deps.prisma.hold.findFirst({ where: { runId: run.id, status: 'active' } })) ?? null);
+    await until(async () => (await gateway.deps.prisma.hold.findFirst({ where: { runId: run.id, status: 'active' } })) ?? null);
     const cancel = await tenant.client.post(`/api/v1/projects/${tenant.project.id}/workflow-runs/${run.id}/cancel`);
     expect(cancel.status).toBe(202);
     const done = await finished(tenant, run.id);
@@ -414,7 +411,11 @@ outputs:
   });
 
   it('recorded histories replay deterministically with the SDK replayer', async () => {
-    const runs = await gateway.deps.prisma.workflowRun.findMany({ where: { kind: 'workflow', status: { in: ['succeeded', 'failed', 'cancelled'] } }, take: 8, orderBy: { createdAt: 'asc' } });
+    const runs = await gateway.deps.prisma.workflowRun.findMany({
+      where: { kind: 'workflow', orgId: { in: ownOrgIds }, status: { in: ['succeeded', 'failed', 'cancelled'] } },
+      take: 8,
+      orderBy: { createdAt: 'asc' },
+    });
     expect(runs.length).toBeGreaterThan(3);
     const histories = await Promise.all(
       runs.map(async (r) => ({ workflowId: r.temporalWorkflowId, history: await worker.client.workflow.getHandle(r.temporalWorkflowId).fetchHistory() })),

@@ -14,7 +14,11 @@ import type { GatewayDeps } from '../../gateway/src/deps.ts';
 import { createWorker } from '../../temporal-workers/src/worker.ts';
 
 export function testConfig(overrides: NodeJS.ProcessEnv = {}): AppConfig {
-  return loadConfig({ ...process.env, ...overrides });
+  const env: NodeJS.ProcessEnv = { ...process.env, ...overrides };
+  // Each test process has its own task queue: a worker of another suite (started with other
+  // settings, and stopped when that suite ends) must never take this suite's tasks.
+  if (!overrides.TEMPORAL_TASK_QUEUE) env.TEMPORAL_TASK_QUEUE = `${process.env.TEMPORAL_TASK_QUEUE ?? 'deepspace-test'}-${process.pid}`;
+  return loadConfig(env);
 }
 
 export interface TestGateway {
