@@ -57,4 +57,15 @@ export const DEFAULT_CATALOG: readonly CatalogModel[] = [
     inputMicrosPerMillion: 20_000n,
     outputMicrosPerMillion: 0n,
   },
+  {
+    name: 'text-embedding-3-large',
+    displayName: 'Embedding 3 large',
+    kind: 'embedding',
+    upstreamModel: 'text-embedding-3-large',
+    simulatorModel: 'sim-embedding-large',
+    contextWindow: 8_191,
+    maxOutputTokens: 0,
+    inputMicrosPerMillion: 130_000n,
+    outputMicrosPerMillion: 0n,
+  },
 ];

@@ -44,7 +44,7 @@ const envSchema = z
     WORKFLOW_HTTP_ALLOW_LOOPBACK: bool.default(false),
 
     STORAGE_DRIVER: z.enum(['local', 's3']).default('local'),
-    STORAGE_LOCAL_DIR: z.string().min(1).default('.data/files'),
+    STORAGE_LOCAL_DIR: z.string().min(1).default('.data/objects'),
     S3_ENDPOINT: optionalUrl,
     S3_REGION: z.string().default('us-east-1'),
     S3_BUCKET: z.string().optional(),

@@ -19,9 +19,21 @@ export type RunEventType =
   | 'step.succeeded'
   | 'step.failed'
   | 'step.skipped'
-  | 'run.completed';
+  | 'run.completed'
+  // document ingestion (temporal-workers ingestDocumentWorkflow)
+  | 'document.status'
+  | 'document.progress'
+  | 'document.indexed'
+  | 'document.failed';
 
-export const TERMINAL_RUN_EVENTS: ReadonlySet<RunEventType> = new Set(['message.completed', 'run.completed', 'run.failed', 'run.cancelled']);
+export const TERMINAL_RUN_EVENTS: ReadonlySet<RunEventType> = new Set([
+  'message.completed',
+  'run.completed',
+  'run.failed',
+  'run.cancelled',
+  'document.indexed',
+  'document.failed',
+]);
 
 export interface RunEvent {
   id: string;
@@ -147,3 +159,20 @@ export interface DslApprovalSignal {
   by: string;
   comment?: string | null;
 }
+
+/** The contract between the gateway (which starts ingestions) and the ingestion workflow. */
+export interface IngestionInput {
+  documentId: string;
+  knowledgeBaseId: string;
+  orgId: string;
+  projectId: string;
+  /** documents.generation this ingestion writes; a newer generation supersedes it. */
+  generation: number;
+  traceId: string;
+  actor: { type: 'user' | 'api_key'; id: string };
+}
+
+export const INGEST_WORKFLOW_TYPE = 'ingestDocumentWorkflow';
+export const ingestWorkflowId = (documentId: string, generation: number) => `ingest-${documentId}-${generation}`;
+/** Progress events of one ingestion live in their own stream (keyed like a run's). */
+export const ingestEventsId = (documentId: string, generation: number) => `ingest:${documentId}:${generation}`;

@@ -15,10 +15,14 @@ import { openAiRoutes } from './routes/openai-compatible.ts';
 import { billingRoutes } from './routes/billing.ts';
 import { chatRoutes } from './routes/chat.ts';
 import { workflowRoutes } from './routes/workflows.ts';
+import { knowledgeRoutes } from './routes/knowledge.ts';
+import { createKnowledgeRuntime } from '@deepspace/core/knowledge/runtime';
 
 export const JSON_BODY_LIMIT = '1mb';
 
 export function createApp(deps: GatewayDeps): Express {
+  // Uploaded files and the knowledge index, from config unless the caller built them.
+  deps.knowledge ??= createKnowledgeRuntime(deps.config);
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', deps.config.gateway.trustProxy);
@@ -38,6 +42,7 @@ export function createApp(deps: GatewayDeps): Express {
   billingRoutes(api);
   chatRoutes(api);
   workflowRoutes(api);
+  knowledgeRoutes(api);
   api.assertComplete();
   app.use(api.router);
 

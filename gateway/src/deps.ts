@@ -4,6 +4,7 @@ import type { AppConfig, Logger, PgPool, PrismaClient, Redis } from '@deepspace/
 import type { Ledger } from '@deepspace/core/billing/index';
 import type { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
 import type { OpenAI } from '@deepspace/core/ai/upstream';
+import type { KnowledgeRuntime } from '@deepspace/core/knowledge/runtime';
 
 export interface GatewayDeps {
   config: AppConfig;
@@ -17,4 +18,6 @@ export interface GatewayDeps {
   upstream: OpenAI;
   redis: Redis;
   temporal: { connection: TemporalConnection; client: TemporalClient };
+  /** Uploaded files and the knowledge index; built from config by createApp when absent. */
+  knowledge?: KnowledgeRuntime;
 }

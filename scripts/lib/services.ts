@@ -188,3 +188,91 @@ export async function startTemporalDevServer(options: {
     },
   };
 }
+
+export const MINIO_VERSION = 'v0.0.0-20260212201848-7aac2a2c5b7c';
+
+/** `minio` from PATH, else the cached build, else builds it once with the Go module proxy. */
+export function ensureMinio(): string {
+  const onPath = spawnSync('sh', ['-c', 'command -v minio'], { encoding: 'utf8' });
+  if (onPath.status === 0 && onPath.stdout.trim()) return onPath.stdout.trim();
+  const cached = path.join(TEMPORAL_CACHE_DIR, 'minio');
+  if (existsSync(cached)) return cached;
+  const go = hasCommand('go') ? 'go' : existsSync('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined;
+  if (!go) {
+    throw new Error('MinIO is not installed and Go is not available to build it; install `minio` (https://min.io/download) or Go');
+  }
+  mkdirSync(TEMPORAL_CACHE_DIR, { recursive: true });
+  log(`building MinIO ${MINIO_VERSION} into ${TEMPORAL_CACHE_DIR} (once, several minutes)…`);
+  const ok = spawnSync(go, ['install', `github.com/minio/minio@${MINIO_VERSION}`], {
+    stdio: 'inherit',
+    env: { ...process.env, GOBIN: TEMPORAL_CACHE_DIR },
+  });
+  if (ok.status !== 0 || !existsSync(cached)) throw new Error('building MinIO failed (see the output above)');
+  return cached;
+}
+
+export interface MinioServer {
+  endpoint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  stop(): Promise<void>;
+}
+
+/** Starts a MinIO server on `dataDir` with fresh root credentials; stop() leaves the data in place. */
+export async function startMinio(options: { port: number; consolePort: number; dataDir: string }): Promise<MinioServer> {
+  const binary = ensureMinio();
+  mkdirSync(options.dataDir, { recursive: true });
+  const accessKeyId = 'deepspace';
+  const secretAccessKey = globalThis.crypto.randomUUID();
+  const endpoint = `http://127.0.0.1:${options.port}`;
+  const args = [
+    'server', options.dataDir,
+    '--address', `127.0.0.1:${options.port}`,
+    '--console-address', `127.0.0.1:${options.consolePort}`,
+    '--quiet',
+  ];
+  // Its own process group, so stop() takes down anything MinIO itself started.
+  const child = spawn(binary, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+    env: { ...process.env, MINIO_ROOT_USER: accessKeyId, MINIO_ROOT_PASSWORD: secretAccessKey, MINIO_UPDATE: 'off' },
+  });
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });
+  child.stderr?.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const killGroup = (signal: NodeJS.Signals) => {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, signal);
+    } catch {
+      // already gone
+    }
+  };
+  // A detached server would outlive a crashed parent; take it down on any exit.
+  const onParentExit = () => killGroup('SIGKILL');
+  process.once('exit', onParentExit);
+  try {
+    await waitFor('MinIO', async () => {
+      if (child.exitCode !== null) throw new Error(`MinIO exited (${child.exitCode}): ${output}`);
+      const response = await fetch(`${endpoint}/minio/health/live`, { signal: AbortSignal.timeout(1_000) }).catch(() => null);
+      return response?.ok ?? false;
+    }, 60_000);
+  } catch (error) {
+    killGroup('SIGKILL');
+    process.removeListener('exit', onParentExit);
+    throw error;
+  }
+  return {
+    endpoint,
+    accessKeyId,
+    secretAccessKey,
+    async stop() {
+      process.removeListener('exit', onParentExit);
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      killGroup('SIGTERM');
+      const timer = setTimeout(() => killGroup('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}

@@ -4,6 +4,7 @@ import os from 'node:os';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createRedis, type AppConfig, type Logger, type PgPool, type PrismaClient, type Redis } from '@deepspace/core';
 import { createUpstreamClient, type OpenAI } from '@deepspace/core/ai/upstream';
+import { createKnowledgeRuntime, type KnowledgeRuntime } from '@deepspace/core/knowledge/runtime';
 import { createActivities } from './activities/index.ts';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
@@ -18,6 +19,8 @@ export interface CreateWorkerOptions {
   /** Built from config when not given. */
   redis?: Redis;
   upstream?: OpenAI;
+  /** Built from config when not given. */
+  knowledge?: KnowledgeRuntime;
   taskQueue?: string;
   overrides?: Partial<WorkerOptions>;
 }
@@ -38,6 +41,7 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
       config: options.config,
       redis: options.redis ?? eventRedis(options),
       upstream: options.upstream ?? createUpstreamClient(options.config),
+      knowledge: options.knowledge ?? createKnowledgeRuntime(options.config),
     }),
     ...options.overrides,
   });

@@ -28,7 +28,7 @@ beforeAll(async () => {
   owner = await signUp(gateway.url, 'malformed');
   const invitation = await owner.client.post(`/api/v1/orgs/${owner.org.id}/invitations`, { email: 'm@example.test', role: 'member' });
   const key = await owner.client.post(`/api/v1/projects/${owner.project.id}/api-keys`, { name: 'k', scopes: ['usage:read'] });
-  ids = { orgId: owner.org.id, projectId: owner.project.id, userId: owner.user.id, invitationId: invitation.body.id, keyId: key.body.id, sessionId: randomUUID(), runId: randomUUID(), workflowId: randomUUID(), version: '1', workflowRunId: randomUUID() };
+  ids = { orgId: owner.org.id, projectId: owner.project.id, userId: owner.user.id, invitationId: invitation.body.id, keyId: key.body.id, sessionId: randomUUID(), runId: randomUUID(), workflowId: randomUUID(), version: '1', workflowRunId: randomUUID(), knowledgeBaseId: randomUUID(), documentId: randomUUID() };
 });
 beforeEach(() => {
   problems.length = 0;
@@ -90,7 +90,7 @@ describe('malformed input never gets a 500', () => {
   });
 
   it('invalid path parameters and query parameters', async () => {
-    const notUuid: RouteIds = { orgId: 'not-a-uuid', projectId: "1' OR '1'='1", userId: '../../etc', invitationId: '%00', keyId: 'x'.repeat(300), sessionId: 'nope', runId: '12', workflowId: 'nope', version: 'abc', workflowRunId: '12' };
+    const notUuid: RouteIds = { orgId: 'not-a-uuid', projectId: "1' OR '1'='1", userId: '../../etc', invitationId: '%00', keyId: 'x'.repeat(300), sessionId: 'nope', runId: '12', workflowId: 'nope', version: 'abc', workflowRunId: '12', knowledgeBaseId: 'kb', documentId: '../x' };
     for (const op of OPERATIONS.filter((o) => o.path.includes('{'))) {
       const res = await owner.client.request(op.method.toUpperCase(), pathFor(op, notUuid), { body: exampleBody(op) });
       expectClientError(`${op.operationId} bad path ids`, res, [400, 404]);

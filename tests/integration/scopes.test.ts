@@ -17,7 +17,7 @@ beforeAll(async () => {
   owner = await signUp(gateway.url, 'scopes');
   const invitation = await owner.client.post(`/api/v1/orgs/${owner.org.id}/invitations`, { email: 'scoped@example.test', role: 'viewer' });
   const key = await owner.client.post(`/api/v1/projects/${owner.project.id}/api-keys`, { name: 'target', scopes: ['usage:read'] });
-  ids = { orgId: owner.org.id, projectId: owner.project.id, userId: owner.user.id, invitationId: invitation.body.id, keyId: key.body.id, sessionId: randomUUID(), runId: randomUUID(), workflowId: randomUUID(), version: '1', workflowRunId: randomUUID() };
+  ids = { orgId: owner.org.id, projectId: owner.project.id, userId: owner.user.id, invitationId: invitation.body.id, keyId: key.body.id, sessionId: randomUUID(), runId: randomUUID(), workflowId: randomUUID(), version: '1', workflowRunId: randomUUID(), knowledgeBaseId: randomUUID(), documentId: randomUUID() };
 });
 afterAll(async () => {
   expect(await missingAuditTraceIds(gateway.deps.prisma)).toEqual([]);

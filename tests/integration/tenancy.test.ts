@@ -18,6 +18,26 @@ beforeAll(async () => {
   victim = await signUp(gateway.url, 'victim');
   const invitation = await victim.client.post(`/api/v1/orgs/${victim.org.id}/invitations`, { email: 'pending@example.test', role: 'member' });
   const key = await victim.client.post(`/api/v1/projects/${victim.project.id}/api-keys`, { name: 'victim key', scopes: ALL_SCOPES });
+  const kb = await victim.client.post(`/api/v1/projects/${victim.project.id}/knowledge-bases`, { name: 'victim secret kb' });
+  expect(kb.status).toBe(201);
+  // A stored, indexed document as ingestion leaves it (the file is really in storage).
+  const storageKey = `projects/${victim.project.id}/knowledge-bases/${kb.body.id}/documents/victim-doc`;
+  const stored = await gateway.deps.knowledge!.storage.put(storageKey, new TextEncoder().encode('victim secret document body'), { contentType: 'text/plain' });
+  const document = await gateway.deps.prisma.document.create({
+    data: {
+      knowledgeBaseId: kb.body.id,
+      orgId: victim.org.id,
+      projectId: victim.project.id,
+      filename: 'victim-secret-file.txt',
+      mimeType: 'text/plain',
+      sizeBytes: BigInt(stored.sizeBytes),
+      sha256: stored.sha256,
+      storageKey,
+      status: 'indexed',
+      chunkCount: 1,
+      chunks: { create: { knowledgeBaseId: kb.body.id, ordinal: 0, text: 'victim secret document body', tokenCount: 4 } },
+    },
+  });
   await victim.client.put(`/api/v1/projects/${victim.project.id}/policy`, { allowed_models: ['victim-secret-model'] });
   const session = await victim.client.post(`/api/v1/projects/${victim.project.id}/chat/sessions`, { title: 'victim secret session' });
   // A run row as the chat route makes it (no worker needed: attackers must be refused before it matters).
@@ -63,8 +83,10 @@ beforeAll(async () => {
     workflowId: workflow.body.id,
     version: '1',
     workflowRunId: workflowRun.id,
+    knowledgeBaseId: kb.body.id,
+    documentId: document.id,
   };
-  victimSecrets = ['victim secret workflow', victim.org.name, victim.project.name, victim.email, 'pending@example.test', key.body.prefix, 'victim-secret-model', 'victim secret session'];
+  victimSecrets = ['victim secret kb', 'victim-secret-file.txt', 'victim secret document body', 'victim secret workflow', victim.org.name, victim.project.name, victim.email, 'pending@example.test', key.body.prefix, 'victim-secret-model', 'victim secret session'];
 });
 
 afterAll(async () => {
@@ -134,6 +156,12 @@ describe('tenancy', () => {
     expect(workflowRun).toMatchObject({ status: 'running', steps: [{ status: 'waiting' }] });
     const workflow = await victim.client.get(`/api/v1/projects/${victim.project.id}/workflows/${victimIds.workflowId}`);
     expect(workflow.body).toMatchObject({ name: 'victim secret workflow', latest_version: 1, archived_at: null });
+    const kb = await gateway.deps.prisma.knowledgeBase.findUniqueOrThrow({ where: { id: victimIds.knowledgeBaseId } });
+    expect(kb).toMatchObject({ name: 'victim secret kb', archivedAt: null, embeddingModel: 'text-embedding-3-small' });
+    const document = await gateway.deps.prisma.document.findUniqueOrThrow({ where: { id: victimIds.documentId }, include: { chunks: true } });
+    expect(document).toMatchObject({ status: 'indexed', generation: 1, chunks: [{ text: 'victim secret document body' }] });
+    const bytes = await gateway.deps.knowledge!.storage.getBytes(document.storageKey);
+    expect(new TextDecoder().decode(bytes)).toBe('victim secret document body');
     const policy = await victim.client.get(`/api/v1/projects/${victim.project.id}/policy`);
     expect(policy.body.rules).toMatchObject({ allowed_models: ['victim-secret-model'], max_tokens_per_request: null });
   });

@@ -35,12 +35,12 @@ export class ApiClient {
   async request(
     method: string,
     path: string,
-    options: { body?: unknown; rawBody?: string; headers?: Record<string, string> } = {},
+    options: { body?: unknown; rawBody?: string | Uint8Array | FormData; headers?: Record<string, string> } = {},
   ): Promise<ApiResponse> {
     const headers: Record<string, string> = { ...options.headers };
     if (this.cookie) headers.cookie = this.cookie;
     if (this.apiKey) headers.authorization = `Bearer ${this.apiKey}`;
-    let body: string | undefined;
+    let body: string | Uint8Array | FormData | undefined;
     if (options.rawBody !== undefined) body = options.rawBody;
     else if (options.body !== undefined) {
       body = JSON.stringify(options.body);
@@ -81,6 +81,12 @@ export class ApiClient {
   }
   delete(path: string) {
     return this.request('DELETE', path);
+  }
+  /** multipart/form-data with one file in the field `file` (fetch sets the boundary). */
+  upload(path: string, file: { name: string; bytes: Uint8Array; type?: string }, field = 'file') {
+    const form = new FormData();
+    form.append(field, new Blob([file.bytes as Uint8Array<ArrayBuffer>], { type: file.type ?? 'application/octet-stream' }), file.name);
+    return this.request('POST', path, { rawBody: form });
   }
 }
 

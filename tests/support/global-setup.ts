@@ -2,6 +2,9 @@
 // server on free ports (in-memory), a per-run Redis key prefix and the upstream simulator over
 // HTTP. Test files read what they need from process.env (inherited by the test workers).
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { ensureDatabase, dropDatabase, migrate, createRedis, createPgPool, createPrisma, seedCatalog, reconcile, formatReconcileReport } from '@deepspace/core';
 import { startSimulator } from '@deepspace/upstream-simulator';
 import { MIGRATIONS_DIR } from '../../scripts/lib/paths.ts';
@@ -27,6 +30,8 @@ export default async function setup() {
   const [temporalPort, uiPort] = [await freePort(), await freePort()];
   const temporal = await startTemporalDevServer({ port: temporalPort, uiPort, ui: false });
   const simulator = await startSimulator({ port: 0, apiKey: 'sim-test-key' });
+  // Uploaded files and the knowledge index of this run live in a temporary directory.
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), `deepspace-test-${runId}-`));
 
   Object.assign(process.env, {
     NODE_ENV: 'test',
@@ -39,6 +44,9 @@ export default async function setup() {
     TEMPORAL_TASK_QUEUE: `deepspace-test-${runId}`,
     NEWAPI_BASE_URL: simulator.url,
     NEWAPI_API_KEY: 'sim-test-key',
+    STORAGE_DRIVER: 'local',
+    STORAGE_LOCAL_DIR: path.join(dataDir, 'objects'),
+    LANCEDB_URI: path.join(dataDir, 'lancedb'),
     DS_TEST_RUN_ID: runId,
     // Suites sign up hundreds of users from 127.0.0.1; the anonymous limit has its own test.
     RATE_LIMIT_ANONYMOUS_PER_MINUTE: '1000000',
@@ -48,6 +56,7 @@ export default async function setup() {
   return async () => {
     await simulator.close().catch(() => {});
     await temporal.stop().catch(() => {});
+    rmSync(dataDir, { recursive: true, force: true });
     const redis = createRedis(redisUrl, '');
     try {
       let cursor = '0';

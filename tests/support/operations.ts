@@ -16,6 +16,8 @@ export interface RouteIds {
   /** A version number of workflowId. */
   version: string;
   workflowRunId: string;
+  knowledgeBaseId: string;
+  documentId: string;
 }
 
 export function pathFor(op: Operation, ids: RouteIds): string {
@@ -65,6 +67,13 @@ export const VALID_BODIES: Record<string, unknown> = {
   rejectWorkflowStep: { step: 'review' },
   resumeWorkflowRun: {},
   forkWorkflowRun: { from_step: 'a' },
+  createKnowledgeBase: { name: 'A knowledge base' },
+  updateKnowledgeBase: { description: 'Described' },
+  // Uploads are multipart (tests/integration/knowledge.test.ts); a JSON body is refused with 415.
+  uploadDocument: {},
+  reindexDocument: {},
+  cancelDocumentIngestion: {},
+  retrieveKnowledge: { query: 'hello', mode: 'fts' },
 };
 
 export function exampleBody(op: Operation): unknown {

@@ -65,6 +65,14 @@ async function runOf(ctx: RequestContext) {
   return { project, run };
 }
 
+/** Knowledge bases a session answers from must be live knowledge bases of its project. */
+async function checkKnowledgeBases(ctx: RequestContext, projectId: string, params: { knowledge_base_ids?: string[] } | undefined) {
+  const ids = params?.knowledge_base_ids ?? [];
+  if (ids.length === 0) return;
+  const found = await ctx.deps.prisma.knowledgeBase.count({ where: { id: { in: ids }, projectId, archivedAt: null } });
+  if (found !== ids.length) throw new AppError('validation_failed', 'params.knowledge_base_ids names a knowledge base that is not in this project');
+}
+
 async function chatModel(ctx: RequestContext, name: string) {
   const model = await ctx.deps.catalog.get(name);
   if (!model || model.kind !== 'chat') throw new AppError('not_found', `The model "${name}" does not exist or is not a chat model`);
@@ -85,6 +93,7 @@ export function chatRoutes(api: ApiRouter): void {
   api.handle('createChatSession', async (ctx) => {
     const { project } = await projectAccess(ctx.deps.prisma, ctx.actorOrThrow(), ctx.params.projectId!, 'member', { what: 'chat' });
     if (ctx.body.model) await chatModel(ctx, ctx.body.model);
+    await checkKnowledgeBases(ctx, project.id, ctx.body.params);
     const actor = actorRef(ctx);
     const session = await ctx.deps.prisma.$transaction(async (tx) => {
       const row = await tx.chatSession.create({
@@ -128,6 +137,7 @@ export function chatRoutes(api: ApiRouter): void {
   api.handle('updateChatSession', async (ctx) => {
     const { project, session } = await sessionOf(ctx, 'member');
     if (ctx.body.model) await chatModel(ctx, ctx.body.model);
+    await checkKnowledgeBases(ctx, project.id, ctx.body.params);
     const updated = await ctx.deps.prisma.$transaction(async (tx) => {
       const row = await tx.chatSession.update({
         where: { id: session.id },
@@ -171,7 +181,9 @@ export function chatRoutes(api: ApiRouter): void {
     const usage = runIds.length
       ? await ctx.deps.prisma.usageRecord.findMany({ where: { runId: { in: runIds }, status: 'success' }, select: { runId: true, costMicros: true } })
       : [];
-    const costByRun = new Map(usage.map((u) => [u.runId, u.costMicros.toString()]));
+    // A run may have several usage rows (the reply, and the query embedding of its retrieval).
+    const costByRun = new Map<string | null, bigint>();
+    for (const u of usage) costByRun.set(u.runId, (costByRun.get(u.runId) ?? 0n) + u.costMicros);
     return {
       body: {
         data: page.map((m) => ({
@@ -181,7 +193,8 @@ export function chatRoutes(api: ApiRouter): void {
           model: m.model,
           trace_id: m.traceId,
           run_id: m.runId,
-          usage: m.role === 'assistant' ? { prompt_tokens: m.promptTokens, completion_tokens: m.completionTokens, cost_micros: costByRun.get(m.runId) ?? '0' } : null,
+          usage: m.role === 'assistant' ? { prompt_tokens: m.promptTokens, completion_tokens: m.completionTokens, cost_micros: (costByRun.get(m.runId) ?? 0n).toString() } : null,
+          citations: m.citations ?? null,
           created_at: m.createdAt.toISOString(),
         })),
         has_more: rows.length > limit,

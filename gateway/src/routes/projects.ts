@@ -14,6 +14,8 @@ function rulesFromBody(body: Record<string, unknown>): PolicyRules {
     monthlyBudgetMicros: body.monthly_budget_micros == null ? null : BigInt(body.monthly_budget_micros as string),
     requestsPerMinute: (body.requests_per_minute as number | null | undefined) ?? null,
     tokensPerMinute: (body.tokens_per_minute as number | null | undefined) ?? null,
+    maxUploadBytes: body.max_upload_bytes == null ? null : BigInt(body.max_upload_bytes as string),
+    allowPrivateHttp: (body.allow_private_http as boolean | null | undefined) ?? null,
   };
 }
 
@@ -154,6 +156,8 @@ export function projectRoutes(api: ApiRouter): void {
     const user = ctx.user();
     const { project } = await projectAccess(ctx.deps.prisma, user, ctx.params.projectId!, 'admin', { what: 'change the policy' });
     const rules = rulesFromBody(ctx.body);
+    // Reaching private networks is the organization's decision, not a project admin's.
+    if (rules.allowPrivateHttp !== null) throw new AppError('validation_failed', 'allow_private_http is set on the organization policy only');
     await ctx.services.policy.save(project.orgId, project.id, rules, user.userId);
     await ctx.audit({ action: 'policy.update', resourceType: 'policy', resourceId: project.id, orgId: project.orgId, projectId: project.id, details: rulesToJson(rules) });
     return { body: await projectPolicyBody(ctx, project.orgId, project.id) };

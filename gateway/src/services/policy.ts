@@ -10,7 +10,12 @@ export interface PolicyRules {
   monthlyBudgetMicros: bigint | null;
   requestsPerMinute: number | null;
   tokensPerMinute: number | null;
+  maxUploadBytes: bigint | null;
+  allowPrivateHttp: boolean | null;
 }
+
+/** Uploads larger than this are refused unless a policy says otherwise. */
+export const DEFAULT_MAX_UPLOAD_BYTES = 50n * 1024n * 1024n;
 
 export const EMPTY_RULES: PolicyRules = {
   allowedModels: null,
@@ -18,6 +23,8 @@ export const EMPTY_RULES: PolicyRules = {
   monthlyBudgetMicros: null,
   requestsPerMinute: null,
   tokensPerMinute: null,
+  maxUploadBytes: null,
+  allowPrivateHttp: null,
 };
 
 const CACHE_TTL_SECONDS = 300;
@@ -31,6 +38,8 @@ interface CachedRow {
   monthlyBudgetMicros: string | null;
   requestsPerMinute: number | null;
   tokensPerMinute: number | null;
+  maxUploadBytes?: string | null;
+  allowPrivateHttp?: boolean | null;
 }
 
 export class PolicyService {
@@ -52,7 +61,14 @@ export class PolicyService {
     const cached = await this.redis.get(key).catch(() => null);
     if (cached !== null) {
       const row = JSON.parse(cached) as CachedRow | null;
-      return row ? { ...row, monthlyBudgetMicros: row.monthlyBudgetMicros === null ? null : BigInt(row.monthlyBudgetMicros) } : null;
+      return row
+        ? {
+            ...row,
+            monthlyBudgetMicros: row.monthlyBudgetMicros === null ? null : BigInt(row.monthlyBudgetMicros),
+            maxUploadBytes: row.maxUploadBytes == null ? null : BigInt(row.maxUploadBytes),
+            allowPrivateHttp: row.allowPrivateHttp ?? null,
+          }
+        : null;
     }
     const row = await this.prisma.policy.findFirst({ where: { orgId, projectId } });
     const rules: PolicyRules | null = row
@@ -62,9 +78,13 @@ export class PolicyService {
           monthlyBudgetMicros: row.monthlyBudgetMicros,
           requestsPerMinute: row.requestsPerMinute,
           tokensPerMinute: row.tokensPerMinute,
+          maxUploadBytes: row.maxUploadBytes,
+          allowPrivateHttp: row.allowPrivateHttp,
         }
       : null;
-    const toCache: CachedRow | null = rules ? { ...rules, monthlyBudgetMicros: rules.monthlyBudgetMicros?.toString() ?? null } : null;
+    const toCache: CachedRow | null = rules
+      ? { ...rules, monthlyBudgetMicros: rules.monthlyBudgetMicros?.toString() ?? null, maxUploadBytes: rules.maxUploadBytes?.toString() ?? null }
+      : null;
     await this.redis.set(key, JSON.stringify(toCache), 'EX', CACHE_TTL_SECONDS).catch(() => {});
     return rules;
   }
@@ -98,6 +118,8 @@ export class PolicyService {
       monthlyBudgetMicros: rules.monthlyBudgetMicros,
       requestsPerMinute: rules.requestsPerMinute,
       tokensPerMinute: rules.tokensPerMinute,
+      maxUploadBytes: rules.maxUploadBytes,
+      allowPrivateHttp: rules.allowPrivateHttp,
       updatedBy,
     };
     await this.prisma.$transaction(async (tx) => {
@@ -161,5 +183,7 @@ export function rulesToJson(rules: PolicyRules) {
     monthly_budget_micros: rules.monthlyBudgetMicros?.toString() ?? null,
     requests_per_minute: rules.requestsPerMinute,
     tokens_per_minute: rules.tokensPerMinute,
+    max_upload_bytes: rules.maxUploadBytes?.toString() ?? null,
+    allow_private_http: rules.allowPrivateHttp,
   };
 }

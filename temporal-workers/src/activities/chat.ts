@@ -13,6 +13,7 @@ import {
   type Prisma,
 } from '@deepspace/core';
 import { classifyUpstreamError } from '@deepspace/core/ai/upstream';
+import { formatSourcesForPrompt, retrieveChunks, type Citation } from '@deepspace/core/knowledge/retrieve';
 import type { ActivityDeps } from './index.ts';
 
 export type { ChatRunInput };
@@ -23,7 +24,16 @@ export interface ChatContext {
   modelId: string;
   maxTokens: number;
   droppedMessages: number;
+  /** Knowledge-base sources put in front of the model (numbered [1], [2]… in the prompt). */
+  citations: ChatCitation[];
+  /** What the query embedding of that retrieval cost (micros, decimal string). */
+  retrievalCostMicros: string;
 }
+
+export type ChatCitation = Pick<Citation, 'chunk_id' | 'document_id' | 'knowledge_base_id' | 'filename' | 'page' | 'heading' | 'score'> & { index: number; text: string };
+
+const CITATION_INSTRUCTIONS =
+  'Answer from the numbered sources below when they are relevant, and cite them inline as [1], [2]. If they do not contain the answer, say so before answering from general knowledge.';
 
 export interface ChatModelResult {
   content: string;
@@ -63,23 +73,71 @@ export function createChatActivities(deps: ActivityDeps) {
         throw ApplicationFailure.create({ type: 'not_found', message: `model "${input.model}" is not an active chat model`, nonRetryable: true });
       }
       const maxTokens = Math.min(input.maxTokens ?? DEFAULT_MAX_TOKENS, model.maxOutputTokens);
-      const anchor = await deps.prisma.chatMessage.findUniqueOrThrow({ where: { id: input.userMessageId } });
+      const [anchor, session] = await Promise.all([
+        deps.prisma.chatMessage.findUniqueOrThrow({ where: { id: input.userMessageId } }),
+        deps.prisma.chatSession.findUniqueOrThrow({ where: { id: input.sessionId }, select: { params: true } }),
+      ]);
+      const params = (session.params ?? {}) as { system_prompt?: string; knowledge_base_ids?: string[]; retrieval_top_k?: number };
       const history = await deps.prisma.chatMessage.findMany({
         where: { sessionId: input.sessionId, createdAt: { lte: anchor.createdAt }, role: { in: ['system', 'user', 'assistant'] } },
         orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
         take: 2_000,
       });
+
+      // Sessions with knowledge bases answer from them: the user's message is the query.
+      let citations: ChatCitation[] = [];
+      let retrievalCostMicros = '0';
+      if (params.knowledge_base_ids?.length) {
+        const retrieved = await retrieveChunks(
+          { prisma: deps.prisma, index: await deps.knowledge.index(), ledger, upstream: deps.upstream },
+          {
+            orgId: input.orgId,
+            projectId: input.projectId,
+            knowledgeBaseIds: params.knowledge_base_ids,
+            query: anchor.content,
+            topK: params.retrieval_top_k ?? 5,
+            traceId: input.traceId,
+            runId: input.runId,
+            stepId: 'retrieve',
+            idempotencyKey: `chat:${input.runId}:retrieve`,
+            actor: input.actor,
+            ...(input.actor.type === 'api_key' ? { apiKeyId: input.actor.id } : { userId: input.actor.id }),
+          },
+        ).catch((error: unknown) => {
+          if (error instanceof Error && 'status' in error && typeof error.status === 'number' && error.status < 500) {
+            throw ApplicationFailure.create({ type: (error as { code?: string }).code ?? 'bad_request', message: error.message, nonRetryable: true });
+          }
+          throw error;
+        });
+        citations = retrieved.hits.map((h, i) => ({
+          index: i + 1,
+          chunk_id: h.chunk_id,
+          document_id: h.document_id,
+          knowledge_base_id: h.knowledge_base_id,
+          filename: h.filename,
+          page: h.page,
+          heading: h.heading,
+          score: h.score,
+          text: h.text.slice(0, 2_000),
+        }));
+        retrievalCostMicros = retrieved.embedding?.costMicros ?? '0';
+      }
+      const preamble: ChatMessageLike[] = [];
+      if (params.system_prompt) preamble.push({ role: 'system', content: params.system_prompt });
+      if (citations.length) preamble.push({ role: 'system', content: `${CITATION_INSTRUCTIONS}\n\n${formatSourcesForPrompt(citations as unknown as Citation[])}` });
+
       // Keep the newest turns that fit the context window next to the reply's max tokens.
       const budget = model.contextWindow - maxTokens;
       const kept: ChatMessageLike[] = [];
       for (let i = history.length - 1; i >= 0; i--) {
-        const candidate = [{ role: history[i]!.role, content: history[i]!.content }, ...kept];
+        const candidate = [...preamble, { role: history[i]!.role, content: history[i]!.content }, ...kept];
         if (countChatPromptTokens(candidate) > budget && kept.length > 0) break;
-        kept.unshift(candidate[0]!);
+        kept.unshift(candidate[preamble.length]!);
       }
+      kept.unshift(...preamble);
       await deps.prisma.workflowRun.update({ where: { id: input.runId }, data: { status: 'running', startedAt: new Date() } });
       await appendRunEvent(deps.redis, input.runId, 'run.started', { run_id: input.runId, model: model.name, trace_id: input.traceId });
-      return { messages: kept, upstreamModel: model.upstreamModel, modelId: model.id, maxTokens, droppedMessages: history.length - kept.length };
+      return { messages: kept, upstreamModel: model.upstreamModel, modelId: model.id, maxTokens, droppedMessages: history.length - (kept.length - preamble.length), citations, retrievalCostMicros };
     },
 
     /** Streams the reply, appending deltas to the run's event stream; heartbeats so cancellation reaches it. */
@@ -145,7 +203,7 @@ export function createChatActivities(deps: ActivityDeps) {
     },
 
     /** Capture at the real usage, save the assistant message, mark the run done, audit, announce. */
-    async finishChatRun(input: { run: ChatRunInput; holdId: string; result: ChatModelResult }): Promise<{ assistantMessageId: string; costMicros: string }> {
+    async finishChatRun(input: { run: ChatRunInput; holdId: string; result: ChatModelResult; citations?: ChatCitation[]; retrievalCostMicros?: string }): Promise<{ assistantMessageId: string; costMicros: string }> {
       const { run, result } = input;
       const capture = await ledger.capture({
         holdId: input.holdId,
@@ -163,7 +221,8 @@ export function createChatActivities(deps: ActivityDeps) {
         },
         actor: run.actor,
       });
-      const cost = capture.chargedMicros;
+      const cost = capture.chargedMicros + BigInt(input.retrievalCostMicros ?? '0');
+      const citations = input.citations?.length ? input.citations : null;
       await deps.prisma.$transaction(async (tx) => {
         await tx.chatMessage.upsert({
           where: { id: run.assistantMessageId },
@@ -180,6 +239,7 @@ export function createChatActivities(deps: ActivityDeps) {
             runId: run.runId,
             promptTokens: result.promptTokens,
             completionTokens: result.completionTokens,
+            ...(citations ? { citations: citations as unknown as Prisma.InputJsonValue } : {}),
           },
         });
         await tx.chatSession.update({ where: { id: run.sessionId }, data: { updatedAt: new Date() } });
@@ -204,6 +264,7 @@ export function createChatActivities(deps: ActivityDeps) {
         finish_reason: result.finishReason,
         usage: { prompt_tokens: result.promptTokens, completion_tokens: result.completionTokens },
         cost_micros: cost.toString(),
+        ...(citations ? { citations } : {}),
       });
       return { assistantMessageId: run.assistantMessageId, costMicros: cost.toString() };
     },

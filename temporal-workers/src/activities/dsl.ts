@@ -12,6 +12,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { appendRunEvent, countChatPromptTokens, countTokens, dslWorkflowId, type ChatMessageLike, type DslRunInput, type Prisma, type RunEventType } from '@deepspace/core';
 import { classifyUpstreamError } from '@deepspace/core/ai/upstream';
 import { compileJsonSchema, validateInputs, validateWorkflow } from '@deepspace/workflows-dsl';
+import { Ledger, isAppError } from '@deepspace/core';
+import { retrieveChunks, type Citation } from '@deepspace/core/knowledge/retrieve';
 import type { ActivityDeps } from './index.ts';
 
 export type { DslRunInput };
@@ -65,6 +67,31 @@ export interface DslHttpInput {
   headers: Record<string, string>;
   body: unknown;
   timeoutMs: number;
+  /** The run's organization: its policy may allow private/loopback targets. */
+  orgId?: string;
+}
+
+export interface DslRetrieveInput {
+  runId: string;
+  stepKey: string;
+  orgId: string;
+  projectId: string;
+  traceId: string;
+  /** Knowledge base id, or its name within the run's project. */
+  knowledgeBase: string;
+  query: string;
+  topK: number;
+  minScore: number | null;
+  documentIds: string[] | null;
+  mode: 'hybrid' | 'vector' | 'fts';
+  actor: { type: 'user' | 'api_key'; id: string };
+}
+
+export interface DslRetrieveResult {
+  hits: Array<Pick<Citation, 'chunk_id' | 'document_id' | 'knowledge_base_id' | 'filename' | 'page' | 'heading' | 'text' | 'score'>>;
+  knowledgeBaseId: string;
+  promptTokens: number;
+  costMicros: string;
 }
 
 export interface DslHttpResult {
@@ -107,23 +134,33 @@ function stepEvent(status: StepRecord['status']): RunEventType {
 }
 
 export function createDslActivities(deps: ActivityDeps) {
+  const ledger = new Ledger(deps.pool);
   const allowLoopback = deps.config.workflows?.httpAllowLoopback ?? false;
 
   /** DNS lookup that refuses forbidden addresses, so the socket connects only to a checked IP (no rebinding window). */
-  const guardedLookup: net.LookupFunction = (hostname, options, callback) => {
-    dns.lookup(hostname, { ...options, all: true }, (error, addresses) => {
-      if (error) return (callback as (e: Error | null, a: string, f?: number) => void)(error, '', 4);
-      const list = addresses as unknown as dns.LookupAddress[];
-      for (const entry of list) {
-        const kind = addressClass(entry.address);
-        if (kind === 'private' || (kind === 'loopback' && !allowLoopback)) {
-          return (callback as (e: Error | null, a: string, f?: number) => void)(ssrfError(hostname, entry.address, kind), '', 4);
+  const guardedLookup =
+    (allowPrivate: boolean): net.LookupFunction =>
+    (hostname, options, callback) => {
+      dns.lookup(hostname, { ...options, all: true }, (error, addresses) => {
+        if (error) return (callback as (e: Error | null, a: string, f?: number) => void)(error, '', 4);
+        const list = addresses as unknown as dns.LookupAddress[];
+        for (const entry of list) {
+          const kind = addressClass(entry.address);
+          if (!allowPrivate && (kind === 'private' || (kind === 'loopback' && !allowLoopback))) {
+            return (callback as (e: Error | null, a: string, f?: number) => void)(ssrfError(hostname, entry.address, kind), '', 4);
+          }
         }
-      }
-      if ((options as dns.LookupOptions).all) return (callback as unknown as (e: null, a: dns.LookupAddress[]) => void)(null, list);
-      (callback as (e: Error | null, a: string, f?: number) => void)(null, list[0]!.address, list[0]!.family);
-    });
-  };
+        if ((options as dns.LookupOptions).all) return (callback as unknown as (e: null, a: dns.LookupAddress[]) => void)(null, list);
+        (callback as (e: Error | null, a: string, f?: number) => void)(null, list[0]!.address, list[0]!.family);
+      });
+    };
+
+  /** Private/loopback/link-local targets are the organization's call (its policy row), never a project's. */
+  async function orgAllowsPrivateHttp(orgId: string | undefined): Promise<boolean> {
+    if (!orgId) return false;
+    const row = await deps.prisma.policy.findFirst({ where: { orgId, projectId: null }, select: { allowPrivateHttp: true } });
+    return row?.allowPrivateHttp === true;
+  }
 
   return {
     /** The run starts: status running, `run.started` event. */
@@ -171,6 +208,46 @@ export function createDslActivities(deps: ActivityDeps) {
         ...(record.reusedFromRunId ? { reused: true } : {}),
         ...record.event,
       });
+    },
+
+    /** A retrieve step: billed query embedding + hybrid search of one knowledge base of the run's project. */
+    async dslRetrieve(input: DslRetrieveInput): Promise<DslRetrieveResult> {
+      const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(input.knowledgeBase);
+      const kb = await deps.prisma.knowledgeBase.findFirst({
+        where: { projectId: input.projectId, archivedAt: null, ...(uuid ? { id: input.knowledgeBase } : { name: input.knowledgeBase }) },
+      });
+      if (!kb) throw ApplicationFailure.create({ type: 'not_found', message: `knowledge base "${input.knowledgeBase}" not found in this project`, nonRetryable: true });
+      try {
+        const result = await retrieveChunks(
+          { prisma: deps.prisma, index: await deps.knowledge.index(), ledger, upstream: deps.upstream },
+          {
+            orgId: input.orgId,
+            projectId: input.projectId,
+            knowledgeBaseIds: [kb.id],
+            query: input.query,
+            topK: input.topK,
+            mode: input.mode,
+            minScore: input.minScore ?? undefined,
+            documentIds: input.documentIds ?? undefined,
+            traceId: input.traceId,
+            runId: input.runId,
+            stepId: input.stepKey,
+            idempotencyKey: `${input.runId}:${input.stepKey}:retrieve`,
+            actor: input.actor,
+            ...(input.actor.type === 'api_key' ? { apiKeyId: input.actor.id } : { userId: input.actor.id }),
+          },
+        );
+        return {
+          hits: result.hits.map((h) => ({ chunk_id: h.chunk_id, document_id: h.document_id, knowledge_base_id: h.knowledge_base_id, filename: h.filename, page: h.page, heading: h.heading, text: h.text, score: h.score })),
+          knowledgeBaseId: kb.id,
+          promptTokens: result.embedding?.promptTokens ?? 0,
+          costMicros: result.embedding?.costMicros ?? '0',
+        };
+      } catch (error) {
+        if (isAppError(error) && error.status < 500) throw ApplicationFailure.create({ type: error.code, message: error.message, nonRetryable: true });
+        if (isAppError(error)) throw ApplicationFailure.create({ type: error.code, message: error.message });
+        throw error;
+      }
     },
 
     /** The model of an llm step: catalog check. */
@@ -253,7 +330,8 @@ export function createDslActivities(deps: ActivityDeps) {
       }
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw ApplicationFailure.create({ type: 'bad_request', message: 'only http and https URLs are allowed', nonRetryable: true });
       const host = url.hostname.replace(/^\[|\]$/g, '');
-      if (net.isIP(host)) {
+      const allowPrivate = await orgAllowsPrivateHttp(input.orgId);
+      if (net.isIP(host) && !allowPrivate) {
         const kind = addressClass(host);
         if (kind === 'private' || (kind === 'loopback' && !allowLoopback)) throw ssrfError(host, host, kind);
       }
@@ -267,7 +345,7 @@ export function createDslActivities(deps: ActivityDeps) {
       const result = await new Promise<DslHttpResult>((resolve, reject) => {
         const request = (url.protocol === 'https:' ? https : http).request(
           url,
-          { method: input.method, headers, lookup: guardedLookup, timeout: input.timeoutMs, signal },
+          { method: input.method, headers, lookup: guardedLookup(allowPrivate), timeout: input.timeoutMs, signal },
           (res) => {
             const chunks: Buffer[] = [];
             let size = 0;

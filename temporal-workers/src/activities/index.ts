@@ -6,6 +6,8 @@ import { createChatActivities } from './chat.ts';
 import { createBillingActivities } from './billing.ts';
 import { createSystemActivities } from './system.ts';
 import { createDslActivities } from './dsl.ts';
+import { createKnowledgeActivities } from './knowledge.ts';
+import type { KnowledgeRuntime } from '@deepspace/core/knowledge/runtime';
 
 export interface ActivityDeps {
   prisma: PrismaClient;
@@ -18,6 +20,8 @@ export interface ActivityDeps {
   redis: Redis;
   /** The OpenAI-compatible upstream. */
   upstream: OpenAI;
+  /** Uploaded files and the LanceDB index. */
+  knowledge: KnowledgeRuntime;
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -26,6 +30,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createBillingActivities(deps),
     ...createChatActivities(deps),
     ...createDslActivities(deps),
+    ...createKnowledgeActivities(deps),
   };
 }
 

@@ -54,7 +54,7 @@ export async function chatMessageWorkflow(run: ChatRunInput): Promise<{ assistan
       maxTokens: context.maxTokens,
       temperature: run.temperature ?? null,
     });
-    return await settle.finishChatRun({ run, holdId, result });
+    return await settle.finishChatRun({ run, holdId, result, citations: context.citations, retrievalCostMicros: context.retrievalCostMicros });
   } catch (error) {
     const cancelled = isCancellation(error);
     const { code, message } = cancelled ? { code: 'cancelled', message: 'The run was cancelled' } : failureCode(error);

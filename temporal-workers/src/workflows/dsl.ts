@@ -236,8 +236,27 @@ export async function dslWorkflow(run: DslRunInput): Promise<unknown> {
       return { output: result.output, detail: { calls: result.calls, ...billed } };
     },
 
-    async retrieve() {
-      throw new StepError('not_implemented', 'retrieve steps need knowledge bases, which this platform does not provide yet');
+    async retrieve(step, frame, key) {
+      const def = step.definition as StepOfKind<'retrieve'>;
+      const scope = scopeOf(frame);
+      const filters = (def.filters === undefined ? {} : renderTemplate(def.filters, scope)) as Record<string, unknown>;
+      const documentIds = filters.document_ids ?? filters.document_id;
+      const request = {
+        knowledgeBase: toText(renderTemplate(def.knowledge_base, scope)),
+        query: toText(renderTemplate(def.query, scope)),
+        topK: def.top_k === undefined ? 5 : Number(renderTemplate(def.top_k, scope)),
+        minScore: def.min_score === undefined ? null : Number(renderTemplate(def.min_score, scope)),
+        documentIds: documentIds === undefined || documentIds === null ? null : (Array.isArray(documentIds) ? documentIds : [documentIds]).map(String),
+        mode: (filters.mode === 'vector' || filters.mode === 'fts' ? filters.mode : 'hybrid') as 'hybrid' | 'vector' | 'fts',
+      };
+      if (!request.query.trim()) throw new StepError('bad_request', 'the retrieve query is empty');
+      if (!Number.isInteger(request.topK) || request.topK < 1 || request.topK > 100) throw new StepError('bad_request', `top_k must be an integer from 1 to 100 (got ${request.topK})`);
+      if (budget !== null && cost >= budget) throw new StepError('budget_exceeded', `the run's budget (${budget} micros) is spent`);
+      await record({ stepKey: key, stepId: step.id, kind: step.kind, status: 'running', input: request });
+      const act = proxyActivities<Pick<DslActivities, 'dslRetrieve'>>(stepOptions(step, { timeoutMs: 60_000, nonRetryable: ['not_found', 'bad_request', 'validation_failed', 'policy_violation', 'insufficient_funds', 'conflict'] }));
+      const result = await act.dslRetrieve({ ...request, runId: run.runId, stepKey: key, orgId: run.orgId, projectId: run.projectId, traceId: run.traceId, actor: run.actor });
+      cost += BigInt(result.costMicros);
+      return { output: result.hits, detail: { knowledgeBaseId: result.knowledgeBaseId, hits: result.hits.length, promptTokens: result.promptTokens, costMicros: result.costMicros } };
     },
 
     async http(step, frame, key) {
@@ -251,8 +270,9 @@ export async function dslWorkflow(run: DslRunInput): Promise<unknown> {
         timeoutMs: step.timeoutMs ?? 30_000,
       };
       await record({ stepKey: key, stepId: step.id, kind: step.kind, status: 'running', input: request });
+      const call = { ...request, orgId: run.orgId };
       const act = proxyActivities<Pick<DslActivities, 'dslHttpRequest'>>(stepOptions(step, { timeoutMs: 30_000, nonRetryable: ['ssrf_blocked', 'bad_request', 'payload_too_large'] }));
-      return { output: await act.dslHttpRequest(request) };
+      return { output: await act.dslHttpRequest(call) };
     },
 
     async template(step, frame) {

@@ -3,3 +3,4 @@ export { systemProbeWorkflow } from './system.ts';
 export { expireHoldsWorkflow } from './billing.ts';
 export { chatMessageWorkflow } from './chat.ts';
 export { dslWorkflow } from './dsl.ts';
+export { ingestDocumentWorkflow, purgeKnowledgeIndexWorkflow } from './ingestion.ts';

@@ -1,69 +1,117 @@
 /**
- * Deterministic "semantic-ish" embeddings: the vector of a text is the sum of per-word pseudo-random unit
- * vectors (seeded by a hash of the word and the model id) plus a small text-specific component, then
- * L2-normalised. Texts sharing words are therefore closer (cosine) than unrelated texts, which keeps
- * retrieval tests meaningful. `dimensions` truncates and re-normalises (Matryoshka style, like OpenAI's
- * text-embedding-3 models).
+ * Deterministic lexical embeddings: a text's vector is a signed feature-hashed bag of
+ *   - word unigrams (sublinear term frequency, stopwords strongly down-weighted),
+ *   - character 3–5-grams of each content word with boundary markers (`<regen`, `tion>`), so morphological
+ *     and spelling variants (regenerate / regeneration, characterisation / characterization) land close,
+ *   - adjacent content-word bigrams, so word order carries a little signal,
+ * L2-normalised. Each feature adds ±weight to one bucket chosen by a hash seeded with the model id, which is
+ * a sparse random projection of the (huge) lexical feature space: cosine similarity approximates the
+ * lexical overlap of the two texts. No per-feature random vectors, so a 1,000-token text embeds in ~1 ms.
+ * `dimensions` truncates and re-normalises (Matryoshka style, like OpenAI's text-embedding-3 models).
  */
 import { fnv1a32, gaussian, mulberry32 } from './prng.ts';
 
-const STOPWORDS = new Set([
-  'a', 'an', 'the', 'of', 'and', 'or', 'to', 'in', 'on', 'at', 'for', 'with', 'by', 'is', 'are', 'was',
-  'were', 'be', 'it', 'this', 'that', 'as', 'from', 'de', 'la', 'le', 'et', 'der', 'die', 'und',
-]);
-const STOPWORD_WEIGHT = 0.25;
-/** Weight of the text-specific component relative to the norm of the word sum. */
-const TEXT_NOISE_WEIGHT = 0.15;
+// Function words carry almost no topical signal; a real embedder learns to ignore them.
+const STOPWORDS = new Set(
+  (
+    'a an the of and or to in on at for with by is are was were be been being it its this that these those as ' +
+    'from into onto than then there here which who whom whose what when where why how not no nor but if so ' +
+    'such can could may might must shall should will would do does did done has have had having we our us ' +
+    'you your he she his her they them their i me my also all any each both either more most other some ' +
+    'only same very just about after before over under between during while per via using used use ' +
+    'de la le les et der die das und'
+  ).split(' '),
+);
+const STOPWORD_WEIGHT = 0.1;
+/** Relative weights of the feature families (the squared norm each contributes per content word). */
+const UNIGRAM_WEIGHT = 1;
+const CHAR_NGRAM_WEIGHT = 0.9;
+const BIGRAM_WEIGHT = 0.45;
+const NGRAM_MIN = 3;
+const NGRAM_MAX = 5;
+/** Words shorter than this get no character n-grams (they are their own n-gram). */
+const NGRAM_MIN_WORD = 4;
 
-const WORD_CACHE_MAX = 4096;
-const wordCache = new Map<string, Float32Array>();
-
-function randomUnitVector(seed: number, dims: number): Float32Array {
+function randomUnitVector(seed: number, dims: number): Float64Array {
   const g = gaussian(mulberry32(seed));
-  const v = new Float32Array(dims);
-  let norm = 0;
-  for (let i = 0; i < dims; i++) {
-    const x = g();
-    v[i] = x;
-    norm += x * x;
-  }
-  norm = Math.sqrt(norm) || 1;
-  for (let i = 0; i < dims; i++) v[i] = (v[i] ?? 0) / norm;
-  return v;
+  const v = new Float64Array(dims);
+  for (let i = 0; i < dims; i++) v[i] = g();
+  return normalize(v);
 }
 
-function wordVector(word: string, modelId: string, dims: number): Float32Array {
-  const key = `${modelId}\u0000${dims}\u0000${word}`;
-  let v = wordCache.get(key);
-  if (!v) {
-    v = randomUnitVector(fnv1a32(key), dims);
-    if (wordCache.size >= WORD_CACHE_MAX) {
-      const oldest = wordCache.keys().next().value;
-      if (oldest !== undefined) wordCache.delete(oldest);
+const FNV_PRIME = 0x01000193;
+
+/** murmur3's fmix32 over an FNV-1a state, as in prng.ts's fnv1a32, so similar strings get unrelated hashes. */
+function finish(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b) >>> 0;
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35) >>> 0;
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** Signed hashing: the bucket and the sign both come from one 32-bit hash of the feature. */
+function add(out: Float64Array, h: number, weight: number): void {
+  out[h % out.length]! += h & 0x80000000 ? -weight : weight;
+}
+
+/** Adds one content word's features (unigram + character n-grams), scaled by `scale`. */
+function addWord(out: Float64Array, word: string, seed: number, scale: number): void {
+  add(out, fnv1a32(word, seed), scale * UNIGRAM_WEIGHT);
+  if (word.length < NGRAM_MIN_WORD) return;
+  const len = word.length + 2; // with the boundary markers
+  let grams = 0;
+  for (let n = NGRAM_MIN; n <= NGRAM_MAX; n++) grams += Math.max(0, len - n + 1);
+  // Spread a fixed squared norm over the word's n-grams so long words do not dominate.
+  const w = (scale * CHAR_NGRAM_WEIGHT) / Math.sqrt(grams);
+  // One FNV-1a pass per start position yields its 3-, 4- and 5-gram hashes without building
+  // substrings; a seed of their own keeps n-grams apart from unigrams.
+  const gramSeed = (seed ^ 0x9e3779b9) >>> 0;
+  for (let i = 0; i + NGRAM_MIN <= len; i++) {
+    let h = gramSeed;
+    for (let j = i; j < len && j < i + NGRAM_MAX; j++) {
+      const c = j === 0 ? 0x3c /* < */ : j === len - 1 ? 0x3e /* > */ : word.charCodeAt(j - 1);
+      h = Math.imul(h ^ c, FNV_PRIME) >>> 0;
+      if (j - i + 1 >= NGRAM_MIN) add(out, finish(h), w);
     }
-    wordCache.set(key, v);
   }
-  return v;
 }
 
 export function tokenizeWords(text: string): string[] {
   return text.normalize('NFKC').toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
 }
 
+/** Sublinear term frequency, as in tf-idf weighting: the 5th mention adds far less than the 1st. */
+const tfWeight = (count: number) => 1 + Math.log(count);
+
 /** Full-dimension, unit-norm embedding of a text. */
 export function embedText(text: string, modelId: string, dims: number): Float64Array {
-  const out = new Float64Array(dims);
-  for (const word of tokenizeWords(text)) {
-    const w = STOPWORDS.has(word) ? STOPWORD_WEIGHT : 1;
-    const v = wordVector(word, modelId, dims);
-    for (let i = 0; i < dims; i++) out[i] = (out[i] ?? 0) + w * (v[i] ?? 0);
+  const seed = fnv1a32(`embedding-model\u0000${modelId}`);
+  const words = tokenizeWords(text);
+  const counts = new Map<string, number>();
+  const bigrams = new Map<string, number>();
+  let previous: string | undefined;
+  for (const word of words) {
+    counts.set(word, (counts.get(word) ?? 0) + 1);
+    if (STOPWORDS.has(word)) continue; // bigrams skip over function words: "rate of decay" → rate·decay
+    if (previous !== undefined) {
+      const bigram = `${previous} ${word}`;
+      bigrams.set(bigram, (bigrams.get(bigram) ?? 0) + 1);
+    }
+    previous = word;
   }
+  const out = new Float64Array(dims);
+  for (const [word, count] of counts) {
+    if (STOPWORDS.has(word)) add(out, fnv1a32(word, seed), tfWeight(count) * STOPWORD_WEIGHT);
+    else addWord(out, word, seed, tfWeight(count));
+  }
+  // A bigram contains a space, so it never hashes as the same string as a unigram.
+  for (const [bigram, count] of bigrams) add(out, fnv1a32(bigram, seed), BIGRAM_WEIGHT * tfWeight(count));
   let norm = 0;
-  for (let i = 0; i < dims; i++) norm += (out[i] ?? 0) ** 2;
-  norm = Math.sqrt(norm);
-  const noise = randomUnitVector(fnv1a32(`${modelId}\u0001${text}`), dims);
-  const noiseWeight = norm > 0 ? TEXT_NOISE_WEIGHT * norm : 1;
-  for (let i = 0; i < dims; i++) out[i] = (out[i] ?? 0) + noiseWeight * (noise[i] ?? 0);
+  for (let i = 0; i < dims; i++) norm += out[i]! * out[i]!;
+  // A text without words (empty, punctuation only) still gets a deterministic unit vector.
+  if (norm === 0) return randomUnitVector(fnv1a32(`${modelId}\u0001${text}`), dims);
   return normalize(out);
 }
 
@@ -79,7 +127,10 @@ export function normalize(v: Float64Array): Float64Array {
 /** Truncate to `dimensions` and re-normalise. */
 export function truncateEmbedding(v: Float64Array, dimensions: number): Float64Array {
   if (dimensions >= v.length) return v;
-  return normalize(v.subarray(0, dimensions));
+  const out = normalize(v.subarray(0, dimensions));
+  // A very short text may hash into no bucket of the prefix; keep the result a unit vector anyway.
+  if (dimensions > 0 && out.every((x) => x === 0)) out[0] = 1;
+  return out;
 }
 
 /** OpenAI's base64 format: little-endian float32 bytes, base64-encoded. */

@@ -1,0 +1,530 @@
+// The knowledge index: one LanceDB table per knowledge base (`kb_<uuid hex>`), one row per chunk, with a
+// BM25 full-text index on `text` and exact cosine search over `vector`. Hybrid retrieval runs both
+// searches over a candidate pool and fuses the two rankings (see fuseRankings; the default fusion was
+// picked by `npm run eval:rag`, bench/rag-eval.md).
+//
+// Writes to one table are serialized in-process (LanceDB commits are optimistic, and concurrent
+// ingestion activities upsert into the same table). LanceDB 0.39 searches rows the FTS index does not
+// cover yet by a flat scan, so new rows are found at once; a debounced optimize() folds them into the
+// index (and compacts the small fragments every upsert leaves) so that scan does not grow.
+import * as lancedb from '@lancedb/lancedb';
+import { Field, FixedSizeList, Float32, Int32, Schema, Utf8 } from 'apache-arrow';
+import { AppError } from '../errors.ts';
+import type { IndexedChunk, RetrievalMode, SearchHit, SearchRequest } from './types.ts';
+
+export interface KnowledgeIndexOptions {
+  /** A local directory, or s3://bucket/prefix. */
+  uri: string;
+  /** Passed to lancedb.connect for object storage: aws_endpoint, aws_access_key_id, aws_secret_access_key, aws_region, allow_http. */
+  storageOptions?: Record<string, string>;
+  /**
+   * How stale a read may be with respect to writes by other processes (seconds). 0 (the default) checks
+   * for a newer table version on every read, so a search in the gateway sees what a worker just indexed.
+   */
+  readConsistencyIntervalSeconds?: number;
+  /**
+   * Fold new rows into the FTS index this long after the last write to a table (debounced), at the latest
+   * `maxDelayMs` after the first unoptimized write. `false` disables it (call optimize() yourself).
+   */
+  autoOptimize?: { delayMs: number; maxDelayMs: number } | false;
+  /** The fusion used by hybrid searches (default DEFAULT_FUSION). */
+  fusion?: FusionOptions;
+}
+
+// ───────────────────────────── fusion ─────────────────────────────
+
+export type FusionMethod = 'rrf' | 'weighted';
+
+export interface FusionOptions {
+  method: FusionMethod;
+  /** RRF's rank constant: score = Σ 1 / (k + rank). */
+  k?: number;
+  /** Weighted fusion: weight of the vector list in [0, 1]; the FTS list gets 1 − vectorWeight. */
+  vectorWeight?: number;
+}
+
+/** One candidate of one ranking, best first. */
+export interface RankedId {
+  id: string;
+  score: number;
+}
+
+export interface FusedRank {
+  id: string;
+  score: number;
+  /** 1-based rank in each input list, null when the candidate is not in it. */
+  vectorRank: number | null;
+  ftsRank: number | null;
+}
+
+export const RRF_K = 60;
+/**
+ * Weighted fusion with min–max normalised scores, vector weight 0.5: the best nDCG@10 on the labeled
+ * eval (`npm run eval:rag`, figures in bench/rag-eval.md); RRF scored lower there because a candidate
+ * that one list ranks mid-pool gets nearly as much credit as the other list's top hit.
+ */
+export const DEFAULT_FUSION: Readonly<Required<FusionOptions>> = { method: 'weighted', k: RRF_K, vectorWeight: 0.5 };
+
+/** Min–max normalisation of one list's scores to [0, 1] (all equal → all 1). */
+function normalizedScores(list: readonly RankedId[]): Map<string, number> {
+  const out = new Map<string, number>();
+  if (list.length === 0) return out;
+  let min = Infinity;
+  let max = -Infinity;
+  for (const c of list) {
+    min = Math.min(min, c.score);
+    max = Math.max(max, c.score);
+  }
+  const span = max - min;
+  for (const c of list) if (!out.has(c.id)) out.set(c.id, span > 0 ? (c.score - min) / span : 1);
+  return out;
+}
+
+/**
+ * Fuses a vector ranking and a full-text ranking (each best first) into one, best first.
+ * - `rrf`: reciprocal rank fusion, Σ 1/(k + rank) over the lists a candidate appears in (scores ignored).
+ * - `weighted`: vectorWeight · norm(vector score) + (1 − vectorWeight) · norm(BM25), scores min–max
+ *   normalised per list, a missing candidate counting 0.
+ * Ties break on the better single-list rank, then on id, so the order is deterministic.
+ */
+export function fuseRankings(vector: readonly RankedId[], fts: readonly RankedId[], options: FusionOptions = DEFAULT_FUSION): FusedRank[] {
+  const fused = new Map<string, FusedRank>();
+  const entry = (id: string) => {
+    let e = fused.get(id);
+    if (!e) {
+      e = { id, score: 0, vectorRank: null, ftsRank: null };
+      fused.set(id, e);
+    }
+    return e;
+  };
+  vector.forEach((c, i) => {
+    const e = entry(c.id);
+    e.vectorRank ??= i + 1;
+  });
+  fts.forEach((c, i) => {
+    const e = entry(c.id);
+    e.ftsRank ??= i + 1;
+  });
+  if (options.method === 'rrf') {
+    const k = options.k ?? RRF_K;
+    for (const e of fused.values()) e.score = (e.vectorRank ? 1 / (k + e.vectorRank) : 0) + (e.ftsRank ? 1 / (k + e.ftsRank) : 0);
+  } else {
+    const w = options.vectorWeight ?? DEFAULT_FUSION.vectorWeight;
+    if (!(w >= 0 && w <= 1)) throw new RangeError(`vectorWeight must be within [0, 1], got ${w}`);
+    const nv = normalizedScores(vector);
+    const nf = normalizedScores(fts);
+    for (const e of fused.values()) e.score = w * (nv.get(e.id) ?? 0) + (1 - w) * (nf.get(e.id) ?? 0);
+  }
+  const bestRank = (e: FusedRank) => Math.min(e.vectorRank ?? Infinity, e.ftsRank ?? Infinity);
+  return [...fused.values()].sort((a, b) => b.score - a.score || bestRank(a) - bestRank(b) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+// ───────────────────────────── validation ─────────────────────────────
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const MAX_TOP_K = 1_000;
+/** BM25 cost grows with the number of query terms; a retrieval query is a question, not a document. */
+const MAX_FTS_QUERY_CHARS = 4_096;
+const MAX_CHUNK_ID_LENGTH = 256;
+
+function requireUuid(value: unknown, what: string): string {
+  if (typeof value !== 'string' || !UUID_RE.test(value)) throw new AppError('validation_failed', `${what} must be a UUID`, { details: { [what]: value } });
+  return value.toLowerCase();
+}
+
+/** Table name of a knowledge base; the id is validated first, so the name is always `kb_` + 32 hex digits. */
+export function tableNameOf(knowledgeBaseId: string): string {
+  return `kb_${requireUuid(knowledgeBaseId, 'knowledgeBaseId').replaceAll('-', '')}`;
+}
+
+/** A SQL string literal (single quotes doubled). Every value we quote is a validated UUID anyway. */
+function sqlString(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+function isNotFound(error: unknown): boolean {
+  return /was not found|not found:/i.test((error as Error)?.message ?? '');
+}
+
+// ───────────────────────────── the index ─────────────────────────────
+
+const FTS_INDEX = 'text_idx';
+/** The columns a search returns (never the vector). */
+const HIT_COLUMNS = ['chunk_id', 'document_id', 'ordinal', 'text', 'page', 'heading'];
+
+function schemaFor(dims: number): Schema {
+  return new Schema([
+    new Field('chunk_id', new Utf8(), false),
+    new Field('document_id', new Utf8(), false),
+    new Field('project_id', new Utf8(), false),
+    new Field('ordinal', new Int32(), false),
+    new Field('text', new Utf8(), false),
+    new Field('page', new Int32(), true),
+    new Field('heading', new Utf8(), true),
+    new Field('vector', new FixedSizeList(dims, new Field('item', new Float32(), true)), false),
+  ]);
+}
+
+interface OpenTable {
+  table: lancedb.Table;
+  dims: number;
+}
+
+interface CandidateRow {
+  chunk_id: string;
+  document_id: string;
+  ordinal: number;
+  text: string;
+  page: number | null;
+  heading: string | null;
+  _score?: number;
+  _distance?: number;
+}
+
+interface PendingOptimize {
+  timer: NodeJS.Timeout;
+  firstWriteAt: number;
+}
+
+export interface SearchOptions {
+  /** Overrides the index's fusion for this search (the eval compares variants). */
+  fusion?: FusionOptions;
+  /** Candidates each list retrieves for hybrid search (default max(topK × 4, 50)). */
+  poolSize?: number;
+}
+
+export class KnowledgeIndex {
+  readonly #db: lancedb.Connection;
+  readonly #autoOptimize: { delayMs: number; maxDelayMs: number } | false;
+  readonly #fusion: FusionOptions;
+  readonly #tables = new Map<string, OpenTable>();
+  /** Tail of each table's write queue (the in-process mutex). */
+  readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #pending = new Map<string, PendingOptimize>();
+  #closed = false;
+
+  private constructor(db: lancedb.Connection, options: KnowledgeIndexOptions) {
+    this.#db = db;
+    this.#autoOptimize = options.autoOptimize ?? { delayMs: 2_000, maxDelayMs: 15_000 };
+    this.#fusion = options.fusion ?? DEFAULT_FUSION;
+  }
+
+  static async open(options: KnowledgeIndexOptions): Promise<KnowledgeIndex> {
+    const db = await lancedb.connect(options.uri, {
+      storageOptions: options.storageOptions,
+      readConsistencyInterval: options.readConsistencyIntervalSeconds ?? 0,
+    });
+    return new KnowledgeIndex(db, options);
+  }
+
+  /**
+   * Idempotent upsert by chunk_id (merge insert), so a retried activity does not duplicate rows. All
+   * vectors of one knowledge base share one dimension; a different one is a `conflict` error.
+   */
+  async upsertChunks(knowledgeBaseId: string, rows: IndexedChunk[]): Promise<void> {
+    const name = this.#name(knowledgeBaseId);
+    if (rows.length === 0) return;
+    const dims = validateRows(rows);
+    await this.#withLock(name, async () => {
+      const open = (await this.#openTable(name)) ?? (await this.#createTable(name, dims));
+      if (open.dims !== dims) {
+        throw new AppError('conflict', `knowledge base ${knowledgeBaseId} holds ${open.dims}-dimensional vectors; got ${dims}`, {
+          details: { expected: open.dims, got: dims },
+        });
+      }
+      // A batch that names one chunk twice would make the merge undefined; the last copy wins.
+      const unique = [...new Map(rows.map((r) => [r.chunk_id, r])).values()];
+      await open.table
+        .mergeInsert('chunk_id')
+        .whenMatchedUpdateAll()
+        .whenNotMatchedInsertAll()
+        .execute(
+          unique.map((r) => ({
+            chunk_id: r.chunk_id,
+            document_id: r.document_id.toLowerCase(),
+            project_id: r.project_id.toLowerCase(),
+            ordinal: r.ordinal,
+            text: r.text,
+            page: r.page,
+            heading: r.heading,
+            vector: r.vector,
+          })),
+        );
+    });
+    this.#scheduleOptimize(name);
+  }
+
+  /** Deletes a document's chunks; returns how many rows went. */
+  async deleteDocument(knowledgeBaseId: string, documentId: string): Promise<number> {
+    const name = this.#name(knowledgeBaseId);
+    const doc = requireUuid(documentId, 'documentId');
+    const deleted = await this.#withLock(name, async () => {
+      const open = await this.#openTable(name);
+      if (!open) return 0;
+      const result = await open.table.delete(`document_id = ${sqlString(doc)}`);
+      return result.numDeletedRows;
+    });
+    if (deleted > 0) this.#scheduleOptimize(name);
+    return deleted;
+  }
+
+  async dropKnowledgeBase(knowledgeBaseId: string): Promise<void> {
+    const name = this.#name(knowledgeBaseId);
+    await this.#withLock(name, async () => {
+      this.#cancelOptimize(name);
+      this.#tables.get(name)?.table.close();
+      this.#tables.delete(name);
+      try {
+        await this.#db.dropTable(name);
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+      }
+    });
+  }
+
+  async countChunks(knowledgeBaseId: string, documentId?: string): Promise<number> {
+    const name = this.#name(knowledgeBaseId);
+    const filter = documentId === undefined ? undefined : `document_id = ${sqlString(requireUuid(documentId, 'documentId'))}`;
+    const open = await this.#openTable(name);
+    return open ? open.table.countRows(filter) : 0;
+  }
+
+  /**
+   * Searches one knowledge base. Always filtered by project_id too (tenancy in depth: the table is the
+   * knowledge base's, but a row of another project must never come back). [] when the knowledge base
+   * has no table yet.
+   */
+  async search(knowledgeBaseId: string, projectId: string, request: SearchRequest, options: SearchOptions = {}): Promise<SearchHit[]> {
+    const name = this.#name(knowledgeBaseId);
+    const project = requireUuid(projectId, 'projectId');
+    const mode: RetrievalMode = request.mode;
+    if (mode !== 'hybrid' && mode !== 'vector' && mode !== 'fts') throw new AppError('validation_failed', `unknown retrieval mode ${String(mode)}`);
+    const topK = request.topK;
+    if (!Number.isInteger(topK) || topK < 1 || topK > MAX_TOP_K) throw new AppError('validation_failed', `topK must be an integer in 1..${MAX_TOP_K}`);
+    const documentIds = request.documentIds?.map((id) => requireUuid(id, 'documentIds'));
+    if (mode !== 'fts' && !request.queryVector?.length) throw new AppError('validation_failed', `a ${mode} search needs queryVector`);
+    // An explicit empty restriction matches no document.
+    if (documentIds && documentIds.length === 0) return [];
+
+    const open = await this.#openTable(name);
+    if (!open) return [];
+    if (request.queryVector && mode !== 'fts' && request.queryVector.length !== open.dims) {
+      throw new AppError('conflict', `knowledge base ${knowledgeBaseId} holds ${open.dims}-dimensional vectors; the query has ${request.queryVector.length}`);
+    }
+    let filter = `project_id = ${sqlString(project)}`;
+    if (documentIds) filter += ` AND document_id IN (${[...new Set(documentIds)].map(sqlString).join(', ')})`;
+
+    const pool = mode === 'hybrid' ? Math.max(options.poolSize ?? Math.max(topK * 4, 50), topK) : topK;
+    const queryText = request.queryText.slice(0, MAX_FTS_QUERY_CHARS);
+    let vectorRows: CandidateRow[];
+    let ftsRows: CandidateRow[];
+    try {
+      [vectorRows, ftsRows] = await Promise.all([
+        mode === 'fts' ? [] : this.#vectorCandidates(open.table, request.queryVector!, filter, pool),
+        mode === 'vector' || !queryText.trim() ? [] : this.#ftsCandidates(open.table, queryText, filter, pool),
+      ]);
+    } catch (error) {
+      // Another process dropped the knowledge base since this one opened its table.
+      if (!isNotFound(error)) throw error;
+      this.#tables.delete(name);
+      return [];
+    }
+
+    const rows = new Map<string, CandidateRow>();
+    for (const r of [...vectorRows, ...ftsRows]) rows.set(r.chunk_id, r);
+    const vector = vectorRows.map((r) => ({ id: r.chunk_id, score: 1 - (r._distance ?? 1) }));
+    const fts = ftsRows.map((r) => ({ id: r.chunk_id, score: r._score ?? 0 }));
+    const ranked: FusedRank[] =
+      mode === 'hybrid'
+        ? fuseRankings(vector, fts, options.fusion ?? this.#fusion)
+        : (mode === 'vector' ? vector : fts).map((c, i) => ({
+            id: c.id,
+            score: c.score,
+            vectorRank: mode === 'vector' ? i + 1 : null,
+            ftsRank: mode === 'fts' ? i + 1 : null,
+          }));
+    return ranked.slice(0, topK).map((f) => {
+      const r = rows.get(f.id)!;
+      return {
+        chunk_id: r.chunk_id,
+        document_id: r.document_id,
+        ordinal: r.ordinal,
+        text: r.text,
+        page: r.page ?? null,
+        heading: r.heading ?? null,
+        score: f.score,
+        vector_rank: f.vectorRank,
+        fts_rank: f.ftsRank,
+      };
+    });
+  }
+
+  /**
+   * Folds unindexed rows into the FTS index and compacts fragments now (normally debounced after
+   * writes). Returns false when the knowledge base has no table.
+   */
+  async optimize(knowledgeBaseId: string): Promise<boolean> {
+    const name = this.#name(knowledgeBaseId);
+    this.#cancelOptimize(name);
+    return this.#withLock(name, () => this.#optimizeLocked(name));
+  }
+
+  /** How many rows the FTS index does not cover yet (searched by a flat scan until optimize). */
+  async unindexedRows(knowledgeBaseId: string): Promise<number> {
+    const open = await this.#openTable(this.#name(knowledgeBaseId));
+    if (!open) return 0;
+    return (await open.table.indexStats(FTS_INDEX))?.numUnindexedRows ?? 0;
+  }
+
+  /** Runs pending optimizations, then releases the tables. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const pending = [...this.#pending.keys()];
+    for (const name of pending) this.#cancelOptimize(name);
+    await Promise.allSettled(pending.map((name) => this.#withLock(name, () => this.#optimizeLocked(name))));
+    await Promise.allSettled([...this.#locks.values()]);
+    for (const { table } of this.#tables.values()) table.close();
+    this.#tables.clear();
+    this.#db.close();
+  }
+
+  // ── internals ──
+
+  /** The table name of a knowledge base, refusing calls after close(). */
+  #name(knowledgeBaseId: string): string {
+    if (this.#closed) throw new Error('KnowledgeIndex is closed');
+    return tableNameOf(knowledgeBaseId);
+  }
+
+  async #vectorCandidates(table: lancedb.Table, vector: number[], filter: string, limit: number): Promise<CandidateRow[]> {
+    return (await table
+      .vectorSearch(vector)
+      .distanceType('cosine')
+      .where(filter)
+      .select([...HIT_COLUMNS, '_distance'])
+      .limit(limit)
+      .toArray()) as CandidateRow[];
+  }
+
+  async #ftsCandidates(table: lancedb.Table, text: string, filter: string, limit: number): Promise<CandidateRow[]> {
+    // A MatchQuery (terms OR-ed, BM25) rather than a query string: the string form parses quotes as
+    // phrase syntax, which needs positions and lets user text change the query's shape.
+    return (await table
+      .query()
+      .fullTextSearch(new lancedb.MatchQuery(text, 'text'))
+      .where(filter)
+      .select([...HIT_COLUMNS, '_score'])
+      .limit(limit)
+      .toArray()) as CandidateRow[];
+  }
+
+  /** The table and its vector dimension, or null when it does not exist (absence is never cached). */
+  async #openTable(name: string): Promise<OpenTable | null> {
+    const cached = this.#tables.get(name);
+    if (cached) return cached;
+    let table: lancedb.Table;
+    try {
+      table = await this.#db.openTable(name);
+    } catch (error) {
+      if (isNotFound(error)) return null;
+      throw error;
+    }
+    const open = { table, dims: vectorDims(await table.schema()) };
+    this.#tables.set(name, open);
+    return open;
+  }
+
+  async #createTable(name: string, dims: number): Promise<OpenTable> {
+    // existOk: another process may create the same knowledge base's table at the same moment.
+    const table = await this.#db.createEmptyTable(name, schemaFor(dims), { mode: 'create', existOk: true });
+    const indices = await table.listIndices();
+    if (!indices.some((i) => i.name === FTS_INDEX)) {
+      try {
+        // English stemming and stop words (LanceDB's defaults, spelled out): "regenerating" finds "regeneration".
+        await table.createIndex('text', {
+          config: lancedb.Index.fts({ baseTokenizer: 'simple', language: 'English', stem: true, removeStopWords: true, lowercase: true, asciiFolding: true, withPosition: false }),
+          name: FTS_INDEX,
+          replace: false,
+        });
+      } catch (error) {
+        if (!/already exists/i.test((error as Error).message)) throw error;
+      }
+    }
+    const open = { table, dims: vectorDims(await table.schema()) };
+    this.#tables.set(name, open);
+    return open;
+  }
+
+  async #optimizeLocked(name: string): Promise<boolean> {
+    const open = await this.#openTable(name);
+    if (!open) return false;
+    await open.table.optimize();
+    return true;
+  }
+
+  #scheduleOptimize(name: string): void {
+    if (!this.#autoOptimize || this.#closed) return;
+    const { delayMs, maxDelayMs } = this.#autoOptimize;
+    const now = Date.now();
+    const previous = this.#pending.get(name);
+    if (previous) clearTimeout(previous.timer);
+    const firstWriteAt = previous?.firstWriteAt ?? now;
+    const wait = Math.max(0, Math.min(delayMs, firstWriteAt + maxDelayMs - now));
+    const timer = setTimeout(() => {
+      this.#pending.delete(name);
+      // Under the table's lock, so it never races an upsert; a failure only delays indexing (the flat
+      // scan still finds the rows) and is retried by the next write's optimize.
+      this.#withLock(name, () => this.#optimizeLocked(name)).catch(() => {});
+    }, wait);
+    // A pending optimize must not keep a finishing process alive; close() runs it instead.
+    timer.unref();
+    this.#pending.set(name, { timer, firstWriteAt });
+  }
+
+  #cancelOptimize(name: string): void {
+    const pending = this.#pending.get(name);
+    if (pending) clearTimeout(pending.timer);
+    this.#pending.delete(name);
+  }
+
+  /** Runs `fn` after every earlier write to the same table finished (an async mutex per table). */
+  #withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(name) ?? Promise.resolve();
+    const run = previous.then(fn, fn);
+    const tail = run.catch(() => {});
+    this.#locks.set(name, tail);
+    // Forget the queue once it drains, so the map does not grow with every knowledge base ever touched.
+    void tail.then(() => {
+      if (this.#locks.get(name) === tail) this.#locks.delete(name);
+    });
+    return run;
+  }
+}
+
+function vectorDims(schema: Schema): number {
+  const type = schema.fields.find((f) => f.name === 'vector')?.type;
+  if (!(type instanceof FixedSizeList) && !(type && 'listSize' in type)) throw new Error('knowledge table has no fixed-size vector column');
+  return (type as FixedSizeList).listSize;
+}
+
+/** Checks a batch before it reaches LanceDB; returns its vector dimension. */
+function validateRows(rows: IndexedChunk[]): number {
+  const dims = rows[0]!.vector?.length ?? 0;
+  if (dims === 0) throw new AppError('validation_failed', 'chunk vectors must not be empty');
+  for (const r of rows) {
+    if (typeof r.chunk_id !== 'string' || r.chunk_id.length === 0 || r.chunk_id.length > MAX_CHUNK_ID_LENGTH) {
+      throw new AppError('validation_failed', `chunk_id must be a non-empty string of at most ${MAX_CHUNK_ID_LENGTH} characters`);
+    }
+    requireUuid(r.document_id, 'document_id');
+    requireUuid(r.project_id, 'project_id');
+    if (!Number.isInteger(r.ordinal)) throw new AppError('validation_failed', `chunk ${r.chunk_id}: ordinal must be an integer`);
+    if (r.vector.length !== dims) {
+      throw new AppError('conflict', `chunk ${r.chunk_id} has a ${r.vector.length}-dimensional vector; the batch's first has ${dims}`, {
+        details: { expected: dims, got: r.vector.length },
+      });
+    }
+    for (const x of r.vector) if (!Number.isFinite(x)) throw new AppError('validation_failed', `chunk ${r.chunk_id}: vector has a non-finite value`);
+  }
+  return dims;
+}
