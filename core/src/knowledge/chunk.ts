@@ -1,7 +1,7 @@
 // Splits a ParsedDocument into token-bounded chunks for embedding. Chunks end at the strongest
 // nearby boundary (section > blank line > sentence > line > word; inside a word only when one word
 // alone is too big), carry a little overlap from the previous chunk, and never mix text under
-// different headings.
+// different headings or from different pages.
 //
 // Speed: BPE in js-tiktoken costs ~5 s per MB and is quadratic in the length of one pre-token, so
 // text is split with the encoder's own pre-tokenizer regex and each distinct piece is counted once
@@ -38,7 +38,8 @@ function pieceTokens(piece: string): number {
   if (count === undefined) {
     count = countTokens(piece);
     if (pieceCache.size >= CACHE_LIMIT) pieceCache.clear();
-    pieceCache.set(piece, count);
+    // A substring can be a view that keeps its whole document alive; store a copy as the key.
+    pieceCache.set(piece.length > 12 ? (` ${piece}`).slice(1) : piece, count);
   }
   return count;
 }
@@ -143,10 +144,17 @@ class Atoms {
     };
     for (const match of text.slice(from, to).matchAll(PRETOKEN)) {
       const at = from + match.index;
+      const piece = match[0];
       // The pattern matches every character, but never let a gap silently vanish.
       if (at > cursor) emit(cursor, at, false);
-      emit(at, at + match[0].length, true);
-      cursor = at + match[0].length;
+      if (piece.length > 1 && CJK_SENTENCE_END.has(piece[0]!)) {
+        // "。" is taken as the prefix of the next word's pre-token; cut so the sentence can end there.
+        emit(at, at + 1, false);
+        emit(at + 1, at + piece.length, false);
+      } else {
+        emit(at, at + piece.length, true);
+      }
+      cursor = at + piece.length;
     }
     if (cursor < to) emit(cursor, to, false);
     let c = 0;
@@ -262,10 +270,12 @@ export function chunkDocument(doc: ParsedDocument, options: ChunkOptions): TextC
   }
 
   const chunks: TextChunk[] = [];
-  // A run is a stretch of consecutive sections under the same heading; chunks never leave a run.
-  // Whitespace-only sections do not break a run.
+  // A run is a stretch of consecutive sections under the same heading and on the same page; chunks
+  // never leave a run, so a citation names one page (research readers check the page). Whitespace-
+  // only sections do not break a run.
   let runFirst = -1;
   let runHeading: string | undefined;
+  let runPage: number | undefined;
   const flushRun = (lastIndex: number) => {
     if (runFirst >= 0) chunkRun(text, spans, runFirst, lastIndex, runHeading, options, chunks);
     runFirst = -1;
@@ -273,10 +283,11 @@ export function chunkDocument(doc: ParsedDocument, options: ChunkOptions): TextC
   let lastNonEmpty = -1;
   for (const [index, section] of doc.sections.entries()) {
     if (section.text.trim() === '') continue;
-    if (runFirst >= 0 && section.heading !== runHeading) flushRun(lastNonEmpty);
+    if (runFirst >= 0 && (section.heading !== runHeading || section.page !== runPage)) flushRun(lastNonEmpty);
     if (runFirst < 0) {
       runFirst = index;
       runHeading = section.heading;
+      runPage = section.page;
     }
     lastNonEmpty = index;
   }
@@ -389,9 +400,9 @@ function chunkRun(
 }
 
 /**
- * The trimmed text of atoms [from, to) and its exact token count: interior pre-tokens are summed
- * from the atoms; only the two edge pieces (changed by trimming) are counted again, or the whole
- * text when it holds an approximate atom.
+ * The trimmed text of atoms [from, to) and its exact token count. Interior pre-tokens are summed
+ * from the atoms; only the edges, where trimming may change how the text splits into pre-tokens,
+ * are counted again (the whole text when it holds an approximate atom).
  */
 function emit(
   text: string,
@@ -409,10 +420,20 @@ function emit(
   while (atoms.end[a]! <= start) a++;
   let b = to - 1;
   while (atoms.start[b]! >= end) b--;
-  const tokenCount =
-    a >= b || atoms.hasApprox(a, b + 1)
-      ? countTextTokens(slice)
-      : countTextTokens(text.slice(start, atoms.end[a])) + atoms.tokens(a + 1, b) + countTextTokens(text.slice(atoms.start[b], end));
+  if (atoms.hasApprox(a, b + 1)) return { text: slice, start, end, tokenCount: countTextTokens(slice) };
+
+  // Re-split the front until a pre-token ends where an atom ends: from there on the split is the
+  // atoms' own (the pattern looks ahead, never behind), up to the last atom, counted again.
+  let tokenCount = 0;
+  let k = a;
+  for (const match of slice.matchAll(PRETOKEN)) {
+    tokenCount += longPieceTokens(match[0]);
+    const matchEnd = start + match.index + match[0].length;
+    while (k < b && atoms.end[k]! < matchEnd) k++;
+    if (k < b && atoms.end[k] === matchEnd) {
+      return { text: slice, start, end, tokenCount: tokenCount + atoms.tokens(k + 1, b) + countTextTokens(text.slice(atoms.start[b], end)) };
+    }
+  }
   return { text: slice, start, end, tokenCount };
 }
 

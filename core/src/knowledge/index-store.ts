@@ -41,6 +41,12 @@ export interface FusionOptions {
   k?: number;
   /** Weighted fusion: weight of the vector list in [0, 1]; the FTS list gets 1 − vectorWeight. */
   vectorWeight?: number;
+  /**
+   * Weighted fusion: how each list's scores are brought to [0, 1]. `minmax` maps the pool's worst to 0 and
+   * best to 1; `max` divides by the best (both scores are ≥ 0 when relevant: BM25, cosine), which keeps
+   * a flat list flat instead of stretching small differences.
+   */
+  normalization?: 'minmax' | 'max';
 }
 
 /** One candidate of one ranking, best first. */
@@ -63,10 +69,10 @@ export const RRF_K = 60;
  * eval (`npm run eval:rag`, figures in bench/rag-eval.md); RRF scored lower there because a candidate
  * that one list ranks mid-pool gets nearly as much credit as the other list's top hit.
  */
-export const DEFAULT_FUSION: Readonly<Required<FusionOptions>> = { method: 'weighted', k: RRF_K, vectorWeight: 0.5 };
+export const DEFAULT_FUSION: Readonly<Required<FusionOptions>> = { method: 'weighted', k: RRF_K, vectorWeight: 0.5, normalization: 'minmax' };
 
-/** Min–max normalisation of one list's scores to [0, 1] (all equal → all 1). */
-function normalizedScores(list: readonly RankedId[]): Map<string, number> {
+/** One list's scores mapped to [0, 1] (see FusionOptions.normalization). */
+function normalizedScores(list: readonly RankedId[], normalization: 'minmax' | 'max'): Map<string, number> {
   const out = new Map<string, number>();
   if (list.length === 0) return out;
   let min = Infinity;
@@ -75,16 +81,19 @@ function normalizedScores(list: readonly RankedId[]): Map<string, number> {
     min = Math.min(min, c.score);
     max = Math.max(max, c.score);
   }
-  const span = max - min;
-  for (const c of list) if (!out.has(c.id)) out.set(c.id, span > 0 ? (c.score - min) / span : 1);
+  for (const c of list) {
+    if (out.has(c.id)) continue;
+    if (normalization === 'max') out.set(c.id, max > 0 ? Math.max(0, c.score) / max : 0);
+    else out.set(c.id, max > min ? (c.score - min) / (max - min) : 1);
+  }
   return out;
 }
 
 /**
  * Fuses a vector ranking and a full-text ranking (each best first) into one, best first.
  * - `rrf`: reciprocal rank fusion, Σ 1/(k + rank) over the lists a candidate appears in (scores ignored).
- * - `weighted`: vectorWeight · norm(vector score) + (1 − vectorWeight) · norm(BM25), scores min–max
- *   normalised per list, a missing candidate counting 0.
+ * - `weighted`: vectorWeight · norm(vector score) + (1 − vectorWeight) · norm(BM25), each list normalised
+ *   on its own (min–max or by its best score), a missing candidate counting 0.
  * Ties break on the better single-list rank, then on id, so the order is deterministic.
  */
 export function fuseRankings(vector: readonly RankedId[], fts: readonly RankedId[], options: FusionOptions = DEFAULT_FUSION): FusedRank[] {
@@ -111,8 +120,9 @@ export function fuseRankings(vector: readonly RankedId[], fts: readonly RankedId
   } else {
     const w = options.vectorWeight ?? DEFAULT_FUSION.vectorWeight;
     if (!(w >= 0 && w <= 1)) throw new RangeError(`vectorWeight must be within [0, 1], got ${w}`);
-    const nv = normalizedScores(vector);
-    const nf = normalizedScores(fts);
+    const normalization = options.normalization ?? DEFAULT_FUSION.normalization;
+    const nv = normalizedScores(vector, normalization);
+    const nf = normalizedScores(fts, normalization);
     for (const e of fused.values()) e.score = w * (nv.get(e.id) ?? 0) + (1 - w) * (nf.get(e.id) ?? 0);
   }
   const bestRank = (e: FusedRank) => Math.min(e.vectorRank ?? Infinity, e.ftsRank ?? Infinity);

@@ -115,11 +115,15 @@ function looksLikeHtml(text: string): boolean {
   return /^<(?:!doctype\s+html|html[\s>])/i.test(rest);
 }
 
+const SNIFF_BYTES = 64 * 1024;
+
 /**
  * The content type of an upload, from its first bytes (any head length works; 4 KB is plenty) and
  * its name. The declared type only breaks ties between text formats; it never overrides the bytes.
  */
 export function sniffContentType(head: Uint8Array, filename: string, declared?: string): string {
+  // Callers may pass the whole file; the first 64 KB decide as well as all of it would.
+  head = head.subarray(0, SNIFF_BYTES);
   const ext = extensionOf(filename);
   const declaredType = normalizeMime(declared);
 

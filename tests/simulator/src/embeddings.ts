@@ -4,12 +4,17 @@
  *   - character 3–5-grams of each content word with boundary markers (`<regen`, `tion>`), so morphological
  *     and spelling variants (regenerate / regeneration, characterisation / characterization) land close,
  *   - adjacent content-word bigrams, so word order carries a little signal,
- * L2-normalised. Each feature adds ±weight to one bucket chosen by a hash seeded with the model id, which is
+ * L2-normalised. Words are weighted by how informative they are, an IDF prior taken from the tokenizer's
+ * vocabulary (BPE merge ranks follow frequency): "the"/"results" count little, "frequency" fully, and a word
+ * the vocabulary has no single token for ("zebrafish", "TP53", "HEK293T") counts most. So, as with a neural
+ * embedder, rare specific terms dominate the vector rather than the boilerplate around them.
+ * Each feature adds ±weight to one bucket chosen by a hash seeded with the model id, which is
  * a sparse random projection of the (huge) lexical feature space: cosine similarity approximates the
  * lexical overlap of the two texts. No per-feature random vectors, so a 1,000-token text embeds in ~1 ms.
  * `dimensions` truncates and re-normalises (Matryoshka style, like OpenAI's text-embedding-3 models).
  */
 import { fnv1a32, gaussian, mulberry32 } from './prng.ts';
+import { encode, getEncoder } from './tokenizer.ts';
 
 // Function words carry almost no topical signal; a real embedder learns to ignore them.
 const STOPWORDS = new Set(
@@ -29,6 +34,12 @@ const CHAR_NGRAM_WEIGHT = 0.9;
 const BIGRAM_WEIGHT = 0.45;
 const NGRAM_MIN = 3;
 const NGRAM_MAX = 5;
+/** Informativeness prior: single-token words of merge rank ≤ RANK_COMMON weigh RANK_FLOOR, rising
+ * log-linearly to 1 at RANK_SPECIFIC; words that need several tokens weigh RARE_WORD_WEIGHT. */
+const RANK_COMMON = 300;
+const RANK_SPECIFIC = 30_000;
+const RANK_FLOOR = 0.1;
+const RARE_WORD_WEIGHT = 1.6;
 /** Words shorter than this get no character n-grams (they are their own n-gram). */
 const NGRAM_MIN_WORD = 4;
 
@@ -78,6 +89,48 @@ function addWord(out: Float64Array, word: string, seed: number, scale: number): 
   }
 }
 
+const utf8 = new TextEncoder();
+
+/** js-tiktoken's rank table key for " word": its UTF-8 bytes joined by commas. */
+function rankKey(word: string): string {
+  let key = '32';
+  for (let i = 0; i < word.length; i++) {
+    const c = word.charCodeAt(i);
+    if (c > 0x7f) return utf8.encode(` ${word}`).join(',');
+    key += `,${c}`;
+  }
+  return key;
+}
+
+/** The o200k token id (= merge rank) of " word" when that is a single token, else undefined. */
+function singleTokenRank(word: string): number | undefined {
+  // js-tiktoken keeps its ranks in a Map keyed by comma-joined bytes; a lookup costs well under a µs,
+  // a full encode() ~20 µs. Fall back to encode() should a js-tiktoken upgrade rename the field.
+  const ranks = (getEncoder() as unknown as { rankMap?: Map<string, number> }).rankMap;
+  if (ranks instanceof Map) return ranks.get(rankKey(word));
+  const tokens = encode(` ${word}`);
+  return tokens.length === 1 ? tokens[0] : undefined;
+}
+
+const WEIGHT_CACHE_MAX = 50_000;
+const weightCache = new Map<string, number>();
+
+/** How much a content word counts (see RANK_COMMON). */
+function informativeness(word: string): number {
+  let w = weightCache.get(word);
+  if (w !== undefined) return w;
+  const rank = word.length > 40 ? undefined : singleTokenRank(word);
+  if (rank === undefined) w = RARE_WORD_WEIGHT;
+  else {
+    const t = Math.log(Math.max(rank, 1) / RANK_COMMON) / Math.log(RANK_SPECIFIC / RANK_COMMON);
+    w = Math.min(1, Math.max(RANK_FLOOR, RANK_FLOOR + (1 - RANK_FLOOR) * t));
+  }
+  // Dropping everything when full is O(1) amortised; evicting one key at a time from a Map is not.
+  if (weightCache.size >= WEIGHT_CACHE_MAX) weightCache.clear();
+  weightCache.set(word, w);
+  return w;
+}
+
 export function tokenizeWords(text: string): string[] {
   return text.normalize('NFKC').toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
 }
@@ -104,7 +157,7 @@ export function embedText(text: string, modelId: string, dims: number): Float64A
   const out = new Float64Array(dims);
   for (const [word, count] of counts) {
     if (STOPWORDS.has(word)) add(out, fnv1a32(word, seed), tfWeight(count) * STOPWORD_WEIGHT);
-    else addWord(out, word, seed, tfWeight(count));
+    else addWord(out, word, seed, tfWeight(count) * informativeness(word));
   }
   // A bigram contains a space, so it never hashes as the same string as a unigram.
   for (const [bigram, count] of bigrams) add(out, fnv1a32(bigram, seed), BIGRAM_WEIGHT * tfWeight(count));
