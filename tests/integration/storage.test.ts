@@ -16,6 +16,8 @@ import {
   projectObjectPrefix,
   type ObjectStorage,
 } from '@deepspace/core/storage/index';
+import { loadConfig } from '@deepspace/core';
+import { createKnowledgeRuntime } from '@deepspace/core/knowledge/runtime';
 import { freePort, log, startMinio, type MinioServer } from '../../scripts/lib/services.ts';
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
@@ -345,6 +347,53 @@ describe('storage drivers', () => {
     } finally {
       client.destroy();
       await storage.close?.();
+    }
+  });
+
+  it('s3: the whole knowledge runtime runs on MinIO from config — files and the LanceDB index (s3:// URI)', async () => {
+    const config = s3Config();
+    const appConfig = loadConfig({
+      ...process.env,
+      STORAGE_DRIVER: 's3',
+      S3_ENDPOINT: config.endpoint,
+      S3_BUCKET: bucket,
+      S3_ACCESS_KEY_ID: config.accessKeyId,
+      S3_SECRET_ACCESS_KEY: config.secretAccessKey,
+      S3_FORCE_PATH_STYLE: 'true',
+      LANCEDB_URI: `s3://${bucket}/lancedb-${randomUUID().slice(0, 8)}`,
+    });
+    const runtime = createKnowledgeRuntime(appConfig);
+    try {
+      expect(runtime.storage.driver).toBe('s3');
+      await runtime.storage.put(projectObjectKey('p-lance', 'doc.txt'), Buffer.from('hello'), { contentType: 'text/plain' });
+      const index = await runtime.index();
+      const kb = randomUUID();
+      const project = randomUUID();
+      const vector = (seed: number) => Array.from({ length: 8 }, (_, i) => Math.sin(seed + i));
+      const rows = ['the okapi grazes in the Ituri forest', 'a narwhal tusk is a long tooth', 'glaciers calve into the fjord'].map((text, i) => ({
+        chunk_id: randomUUID(),
+        document_id: i === 0 ? randomUUID() : randomUUID(),
+        project_id: project,
+        ordinal: i,
+        text,
+        page: null,
+        heading: null,
+        vector: vector(i),
+      }));
+      await index.upsertChunks(kb, rows);
+      expect(await index.countChunks(kb)).toBe(3);
+      const fts = await index.search(kb, project, { queryText: 'narwhal tusk', topK: 2, mode: 'fts' });
+      expect(fts[0]!.chunk_id).toBe(rows[1]!.chunk_id);
+      const hybrid = await index.search(kb, project, { queryText: 'okapi Ituri', queryVector: vector(0), topK: 2, mode: 'hybrid' });
+      expect(hybrid[0]!.chunk_id).toBe(rows[0]!.chunk_id);
+      expect(await index.deleteDocument(kb, rows[2]!.document_id)).toBe(1);
+      expect(await index.countChunks(kb)).toBe(2);
+      // The index lives in the bucket, next to the files.
+      const raw = createObjectStorage(config);
+      expect((await raw.list('lancedb-')).length).toBeGreaterThan(0);
+      await raw.close?.();
+    } finally {
+      await runtime.close();
     }
   });
 });
