@@ -14,6 +14,7 @@ const commands = {
   migrate: 'scripts/migrate.ts',
   seed: 'scripts/seed.ts',
   reconcile: 'scripts/reconcile.ts',
+  'eval-rag': 'scripts/eval-rag.ts',
 };
 const [command, ...args] = process.argv.slice(2);
 const script = commands[command];

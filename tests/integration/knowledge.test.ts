@@ -132,7 +132,7 @@ describe('knowledge bases', () => {
       ['Mycoplasma contamination glovebox gasket', 'memo.docx', (h) => expect(h.heading).toContain('Contamination Incident')],
       ['groundwater rise piezometer Maun', 'notes.txt', (h) => expect(h.text).toContain('37 centimetres')],
       ['Orbitrap recalibrated with caffeine', 'records.json', (h) => expect(h.text).toContain('Wilhelmina')],
-      ['Which axolotl tail regrew with a bifurcated tip?', 'table.csv', (h) => expect(h.text).toContain('S-017')],
+      ['Which Ambystoma tail regrew with a bifurcated tip?', 'table.csv', (h) => expect(h.text).toContain('S-017')],
     ];
     for (const mode of ['hybrid', 'vector', 'fts']) {
       for (const [query, file, check] of cases) {

@@ -33,6 +33,8 @@ function chunksOf(projectId: string, documentId: string, texts: string[], prefix
   }));
 }
 
+const ftsUnindexed = async (idx: KnowledgeIndex, kb: string) => (await idx.indexStatus(kb))?.indexes.find((i) => i.type === 'FTS')?.unindexedRows;
+
 let dir: string;
 let index: KnowledgeIndex;
 
@@ -194,14 +196,14 @@ describe('KnowledgeIndex', () => {
     const project = randomUUID();
     await index.upsertChunks(kb, chunksOf(project, randomUUID(), TEXTS.slice(0, 3)));
     await index.optimize(kb);
-    expect(await index.unindexedRows(kb)).toBe(0);
+    expect(await ftsUnindexed(index, kb)).toBe(0);
     const late = randomUUID();
     await index.upsertChunks(kb, chunksOf(project, late, ['Tardigrade desiccation tolerance depends on CAHS proteins.']));
-    expect(await index.unindexedRows(kb)).toBe(1);
+    expect(await ftsUnindexed(index, kb)).toBe(1);
     const before = await index.search(kb, project, { queryText: 'tardigrade CAHS', topK: 3, mode: 'fts' });
     expect(before[0]?.document_id).toBe(late);
     await index.optimize(kb);
-    expect(await index.unindexedRows(kb)).toBe(0);
+    expect(await ftsUnindexed(index, kb)).toBe(0);
     const after = await index.search(kb, project, { queryText: 'tardigrade CAHS', topK: 3, mode: 'fts' });
     expect(after[0]?.document_id).toBe(late);
 
@@ -210,14 +212,59 @@ describe('KnowledgeIndex', () => {
     expect(await index.search(kb, project, { queryText: 'tardigrade', topK: 3, mode: 'fts' })).toEqual([]);
   });
 
+  it('builds a vector index past the row threshold and still finds exact chunks, also within a document filter', async () => {
+    const ann = await KnowledgeIndex.open({ uri: dir, autoOptimize: false, vectorIndexMinRows: 300 });
+    try {
+      const kb = randomUUID();
+      const project = randomUUID();
+      const docs = Array.from({ length: 20 }, () => randomUUID());
+      const rows = docs.flatMap((doc, d) => chunksOf(project, doc, Array.from({ length: 16 }, (_, i) => `${TEXTS[(d + i) % TEXTS.length]} Sample ${d}-${i}, lot ${d * 100 + i}.`)));
+      await ann.upsertChunks(kb, rows);
+      await ann.optimize(kb);
+      const status = await ann.indexStatus(kb);
+      expect(status).toMatchObject({ rows: 320, dims: DIMS });
+      expect(status!.indexes.map((i) => i.name)).toEqual(['chunk_id_idx', 'document_id_idx', 'project_id_idx', 'text_idx', 'vector_idx']);
+      const target = rows[77]!;
+      const hits = await ann.search(kb, project, { queryText: target.text, queryVector: target.vector, topK: 5, mode: 'vector' });
+      expect(hits[0]?.chunk_id).toBe(target.chunk_id);
+      const inDoc = await ann.search(kb, project, { queryText: 'zebrafish', queryVector: embed('zebrafish'), topK: 16, mode: 'vector', documentIds: [docs[3]!] });
+      expect(inDoc).toHaveLength(16);
+      expect(new Set(inDoc.map((h) => h.document_id))).toEqual(new Set([docs[3]]));
+    } finally {
+      await ann.close();
+    }
+  });
+
+  it('copes with a knowledge base dropped (and re-created) by another process', async () => {
+    const other = await KnowledgeIndex.open({ uri: dir, autoOptimize: false });
+    try {
+      const kb = randomUUID();
+      const project = randomUUID();
+      await index.upsertChunks(kb, chunksOf(project, randomUUID(), TEXTS));
+      expect(await index.countChunks(kb)).toBe(TEXTS.length); // this instance now holds an open table
+      await other.dropKnowledgeBase(kb);
+      expect(await index.countChunks(kb)).toBe(0);
+      expect(await index.search(kb, project, { queryText: 'zebrafish', topK: 3, mode: 'fts' })).toEqual([]);
+      // Re-created elsewhere with another embedding dimension: this instance follows.
+      const small = chunksOf(project, randomUUID(), TEXTS.slice(0, 2)).map((r) => ({ ...r, vector: r.vector.slice(0, 64) }));
+      await other.upsertChunks(kb, small);
+      expect(await index.countChunks(kb)).toBe(2);
+      await other.dropKnowledgeBase(kb);
+      await index.upsertChunks(kb, chunksOf(project, randomUUID(), TEXTS.slice(0, 3)));
+      expect(await other.countChunks(kb)).toBe(3);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('optimizes on its own shortly after writes when autoOptimize is on', async () => {
     const auto = await KnowledgeIndex.open({ uri: dir, autoOptimize: { delayMs: 50, maxDelayMs: 200 } });
     try {
       const kb = randomUUID();
       const project = randomUUID();
       await auto.upsertChunks(kb, chunksOf(project, randomUUID(), TEXTS));
-      expect(await auto.unindexedRows(kb)).toBe(TEXTS.length);
-      await expect.poll(() => auto.unindexedRows(kb), { timeout: 5_000, interval: 50 }).toBe(0);
+      expect(await ftsUnindexed(auto, kb)).toBe(TEXTS.length);
+      await expect.poll(() => ftsUnindexed(auto, kb), { timeout: 5_000, interval: 50 }).toBe(0);
     } finally {
       await auto.close();
     }
@@ -255,6 +302,17 @@ describe('fuseRankings', () => {
     expect(fuseRankings(vector, fts, { method: 'weighted', vectorWeight: 1 })[0]!.id).toBe('a');
     expect(fuseRankings(vector, fts, { method: 'weighted', vectorWeight: 0 })[0]!.id).toBe('c');
     expect(() => fuseRankings(vector, fts, { method: 'weighted', vectorWeight: 2 })).toThrow(RangeError);
+  });
+
+  it('weighted fusion can divide by each list’s best score instead', () => {
+    const fused = fuseRankings(vector, fts, { method: 'weighted', vectorWeight: 0.5, normalization: 'max' });
+    // a: 0.5·1 + 0.5·6/12; c: 0.5·0.1/0.9 + 0.5·1; b: 0.5·0.5/0.9; d: 0.5·3/12
+    expect(fused.map((f) => [f.id, Number(f.score.toFixed(4))])).toEqual([
+      ['a', 0.75],
+      ['c', 0.5556],
+      ['b', 0.2778],
+      ['d', 0.125],
+    ]);
   });
 
   it('handles empty lists', () => {

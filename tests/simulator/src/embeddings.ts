@@ -1,6 +1,7 @@
 /**
  * Deterministic lexical embeddings: a text's vector is a signed feature-hashed bag of
- *   - word unigrams (sublinear term frequency, stopwords strongly down-weighted),
+ *   - words, mostly as a crude stem (defrosted → defrost) plus a little of the exact form, with sublinear
+ *     term frequency and stopwords strongly down-weighted,
  *   - character 3–5-grams of each content word with boundary markers (`<regen`, `tion>`), so morphological
  *     and spelling variants (regenerate / regeneration, characterisation / characterization) land close,
  *   - adjacent content-word bigrams, so word order carries a little signal,
@@ -28,8 +29,11 @@ const STOPWORDS = new Set(
   ).split(' '),
 );
 const STOPWORD_WEIGHT = 0.1;
-/** Relative weights of the feature families (the squared norm each contributes per content word). */
-const UNIGRAM_WEIGHT = 1;
+/** Relative weights of the feature families (the squared norm each contributes per content word). The
+ * stem carries a word's identity; the exact surface form adds a little, so inflections count as the
+ * same word (as a stemmed BM25 and a neural embedder treat them) with a slight edge for the exact form. */
+const UNIGRAM_WEIGHT = 0.3;
+const STEM_WEIGHT = 1;
 const CHAR_NGRAM_WEIGHT = 0.9;
 const BIGRAM_WEIGHT = 0.45;
 const NGRAM_MIN = 3;
@@ -52,6 +56,11 @@ function randomUnitVector(seed: number, dims: number): Float64Array {
 
 const FNV_PRIME = 0x01000193;
 
+/** Adds ±weight to the bucket of a feature hash (signed hashing). */
+function add(out: Float64Array, h: number, weight: number): void {
+  out[h % out.length]! += h & 0x80000000 ? -weight : weight;
+}
+
 /** murmur3's fmix32 over an FNV-1a state, as in prng.ts's fnv1a32, so similar strings get unrelated hashes. */
 function finish(h: number): number {
   h ^= h >>> 16;
@@ -62,31 +71,82 @@ function finish(h: number): number {
   return h >>> 0;
 }
 
-/** Signed hashing: the bucket and the sign both come from one 32-bit hash of the feature. */
-function add(out: Float64Array, h: number, weight: number): void {
-  out[h % out.length]! += h & 0x80000000 ? -weight : weight;
+/** A content word's hashed features: bucket and signed weight (informativeness folded in). */
+interface WordFeatures {
+  buckets: Int32Array;
+  weights: Float32Array;
 }
 
-/** Adds one content word's features (unigram + character n-grams), scaled by `scale`. */
-function addWord(out: Float64Array, word: string, seed: number, scale: number): void {
-  add(out, fnv1a32(word, seed), scale * UNIGRAM_WEIGHT);
-  if (word.length < NGRAM_MIN_WORD) return;
-  const len = word.length + 2; // with the boundary markers
-  let grams = 0;
-  for (let n = NGRAM_MIN; n <= NGRAM_MAX; n++) grams += Math.max(0, len - n + 1);
-  // Spread a fixed squared norm over the word's n-grams so long words do not dominate.
-  const w = (scale * CHAR_NGRAM_WEIGHT) / Math.sqrt(grams);
-  // One FNV-1a pass per start position yields its 3-, 4- and 5-gram hashes without building
-  // substrings; a seed of their own keeps n-grams apart from unigrams.
-  const gramSeed = (seed ^ 0x9e3779b9) >>> 0;
-  for (let i = 0; i + NGRAM_MIN <= len; i++) {
-    let h = gramSeed;
-    for (let j = i; j < len && j < i + NGRAM_MAX; j++) {
-      const c = j === 0 ? 0x3c /* < */ : j === len - 1 ? 0x3e /* > */ : word.charCodeAt(j - 1);
-      h = Math.imul(h ^ c, FNV_PRIME) >>> 0;
-      if (j - i + 1 >= NGRAM_MIN) add(out, finish(h), w);
+/** Per model seed and dimension: word → features. Corpora repeat their vocabulary, so most words hit. */
+const featureCache = new Map<string, Map<string, WordFeatures>>();
+let cachedWords = 0;
+const FEATURE_CACHE_MAX = 50_000;
+
+/** Signed hashing: the bucket and the sign both come from one 32-bit hash of the feature. */
+function push(h: number, dims: number, weight: number, buckets: number[], weights: number[]): void {
+  buckets.push(h % dims);
+  weights.push(h & 0x80000000 ? -weight : weight);
+}
+
+const SUFFIXES = ['ings', 'ing', 'ions', 'ion', 'ments', 'ment', 'ed', 'ly', 's'];
+
+/**
+ * A crude suffix-stripping stem, so inflections share one feature the way a stemmer would conflate them:
+ * defrost/defrosted/defrosting → "defrost", regenerate/regeneration → "regenerat", processes → "process".
+ */
+export function crudeStem(word: string): string {
+  let stem = word;
+  for (const suffix of SUFFIXES) {
+    if (!stem.endsWith(suffix) || stem.length - suffix.length < 3) continue;
+    if (suffix === 's' && stem.endsWith('ss')) break; // "process", "glass"
+    stem = stem.slice(0, -suffix.length);
+    break;
+  }
+  return stem.length > 3 && stem.endsWith('e') ? stem.slice(0, -1) : stem;
+}
+
+/** One content word's features: its unigram, stem and character n-grams, weighted by informativeness. */
+function wordFeatures(word: string, seed: number, dims: number): WordFeatures {
+  const key = `${seed}/${dims}`;
+  let forModel = featureCache.get(key);
+  const hit = forModel?.get(word);
+  if (hit) return hit;
+  const scale = informativeness(word);
+  const buckets: number[] = [];
+  const weights: number[] = [];
+  push(fnv1a32(word, seed), dims, scale * UNIGRAM_WEIGHT, buckets, weights);
+  // The stem lives in its own hash space (a "~" never survives tokenizeWords), apart from unigrams.
+  push(fnv1a32(`~${crudeStem(word)}`, seed), dims, scale * STEM_WEIGHT, buckets, weights);
+  if (word.length >= NGRAM_MIN_WORD) {
+    const len = word.length + 2; // with the boundary markers
+    let grams = 0;
+    for (let n = NGRAM_MIN; n <= NGRAM_MAX; n++) grams += Math.max(0, len - n + 1);
+    // Spread a fixed squared norm over the word's n-grams so long words do not dominate.
+    const w = (scale * CHAR_NGRAM_WEIGHT) / Math.sqrt(grams);
+    // One FNV-1a pass per start position yields its 3-, 4- and 5-gram hashes without building
+    // substrings; a seed of their own keeps n-grams apart from unigrams.
+    const gramSeed = (seed ^ 0x9e3779b9) >>> 0;
+    for (let i = 0; i + NGRAM_MIN <= len; i++) {
+      let h = gramSeed;
+      for (let j = i; j < len && j < i + NGRAM_MAX; j++) {
+        const c = j === 0 ? 0x3c /* < */ : j === len - 1 ? 0x3e /* > */ : word.charCodeAt(j - 1);
+        h = Math.imul(h ^ c, FNV_PRIME) >>> 0;
+        if (j - i + 1 >= NGRAM_MIN) push(finish(h), dims, w, buckets, weights);
+      }
     }
   }
+  const features = { buckets: Int32Array.from(buckets), weights: Float32Array.from(weights) };
+  // Dropping everything when full is O(1) amortised; evicting one key at a time from a Map is not
+  // (V8 skips the deleted slots on every keys().next()).
+  if (cachedWords >= FEATURE_CACHE_MAX) {
+    featureCache.clear();
+    cachedWords = 0;
+    forModel = undefined;
+  }
+  if (!forModel) featureCache.set(key, (forModel = new Map()));
+  forModel.set(word, features);
+  cachedWords++;
+  return features;
 }
 
 const utf8 = new TextEncoder();
@@ -112,23 +172,12 @@ function singleTokenRank(word: string): number | undefined {
   return tokens.length === 1 ? tokens[0] : undefined;
 }
 
-const WEIGHT_CACHE_MAX = 50_000;
-const weightCache = new Map<string, number>();
-
 /** How much a content word counts (see RANK_COMMON). */
 function informativeness(word: string): number {
-  let w = weightCache.get(word);
-  if (w !== undefined) return w;
   const rank = word.length > 40 ? undefined : singleTokenRank(word);
-  if (rank === undefined) w = RARE_WORD_WEIGHT;
-  else {
-    const t = Math.log(Math.max(rank, 1) / RANK_COMMON) / Math.log(RANK_SPECIFIC / RANK_COMMON);
-    w = Math.min(1, Math.max(RANK_FLOOR, RANK_FLOOR + (1 - RANK_FLOOR) * t));
-  }
-  // Dropping everything when full is O(1) amortised; evicting one key at a time from a Map is not.
-  if (weightCache.size >= WEIGHT_CACHE_MAX) weightCache.clear();
-  weightCache.set(word, w);
-  return w;
+  if (rank === undefined) return RARE_WORD_WEIGHT;
+  const t = Math.log(Math.max(rank, 1) / RANK_COMMON) / Math.log(RANK_SPECIFIC / RANK_COMMON);
+  return Math.min(1, Math.max(RANK_FLOOR, RANK_FLOOR + (1 - RANK_FLOOR) * t));
 }
 
 export function tokenizeWords(text: string): string[] {
@@ -156,8 +205,13 @@ export function embedText(text: string, modelId: string, dims: number): Float64A
   }
   const out = new Float64Array(dims);
   for (const [word, count] of counts) {
-    if (STOPWORDS.has(word)) add(out, fnv1a32(word, seed), tfWeight(count) * STOPWORD_WEIGHT);
-    else addWord(out, word, seed, tfWeight(count) * informativeness(word));
+    if (STOPWORDS.has(word)) {
+      add(out, fnv1a32(word, seed), tfWeight(count) * STOPWORD_WEIGHT);
+      continue;
+    }
+    const f = wordFeatures(word, seed, dims);
+    const scale = tfWeight(count);
+    for (let i = 0; i < f.buckets.length; i++) out[f.buckets[i]!]! += scale * f.weights[i]!;
   }
   // A bigram contains a space, so it never hashes as the same string as a unigram.
   for (const [bigram, count] of bigrams) add(out, fnv1a32(bigram, seed), BIGRAM_WEIGHT * tfWeight(count));
