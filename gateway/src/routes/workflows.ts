@@ -16,7 +16,19 @@ import {
   type Models,
   type Prisma,
 } from '@deepspace/core';
-import { compileWorkflow, evaluate, parseWorkflow, renderTemplate, validateInputs, validateWorkflow, type CompiledBlock, type CompiledWorkflow, type StepOfKind, type WorkflowDocument } from '@deepspace/workflows-dsl';
+import {
+  compileJsonSchema,
+  compileWorkflow,
+  evaluate,
+  parseWorkflow,
+  renderTemplate,
+  validateWorkflow,
+  type CompiledBlock,
+  type CompiledWorkflow,
+  type SchemaIssue,
+  type StepOfKind,
+  type WorkflowDocument,
+} from '@deepspace/workflows-dsl';
 import type { ApiRouter, RequestContext } from '../http/router.ts';
 import { projectAccess } from '../services/access.ts';
 import { openSse, relayRunEvents } from '../services/sse.ts';
@@ -164,23 +176,58 @@ async function runOf(ctx: RequestContext, minimumRole: 'viewer' | 'member' = 'vi
   return { project, run };
 }
 
+/** A stored version, validated, with its inputs schema compiled (null: the workflow takes no inputs). */
+interface CheckedVersion {
+  document: WorkflowDocument;
+  inputs: ReturnType<typeof compileJsonSchema> | null;
+}
+
+// Versions are immutable (a new spec is a new row), so their check is cached by id: the ajv
+// compiles of validation and of the inputs schema cost more than the rest of a run start.
+const checkedVersions = new Map<string, CheckedVersion>();
+const CHECKED_VERSIONS_MAX = 500;
+
+function checkVersion(row: Models.WorkflowVersion): CheckedVersion {
+  const cached = checkedVersions.get(row.id);
+  if (cached) return cached;
+  const checked = validateWorkflow(row.spec);
+  if (!checked.ok) throw new AppError('conflict', 'The stored version no longer validates', { details: { errors: checked.errors } });
+  const inputs = checked.document.inputs === undefined || checked.document.inputs === null ? null : compileJsonSchema(checked.document.inputs, { useDefaults: true });
+  const entry = { document: checked.document, inputs };
+  if (checkedVersions.size >= CHECKED_VERSIONS_MAX) checkedVersions.delete(checkedVersions.keys().next().value!);
+  checkedVersions.set(row.id, entry);
+  return entry;
+}
+
 async function versionFor(ctx: RequestContext, definition: Models.WorkflowDefinition, version?: number) {
   const row = await ctx.deps.prisma.workflowVersion.findFirst({
     where: { definitionId: definition.id, ...(version ? { version } : {}) },
     orderBy: { version: 'desc' },
   });
   if (!row) throw new AppError('not_found', version ? `Version ${version} not found` : 'The workflow has no version');
-  const checked = validateWorkflow(row.spec);
-  if (!checked.ok) throw new AppError('conflict', 'The stored version no longer validates', { details: { errors: checked.errors } });
-  return { row, document: checked.document };
+  return { row, checked: checkVersion(row) };
 }
 
-function checkInputs(document: WorkflowDocument, inputs: unknown): Record<string, unknown> {
-  const result = validateInputs(document.inputs, inputs ?? {});
-  if (!result.ok) {
-    throw new AppError('validation_failed', `Invalid inputs: ${result.errors.map((e) => `${e.pointer || '/'} ${e.message}`).join('; ')}`, { details: { errors: result.errors } });
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === 'object' && !Array.isArray(value) && [Object.prototype, null].includes(Object.getPrototypeOf(value));
+
+/** validateInputs of the DSL with the version's compiled schema: defaults are filled in a copy. */
+function checkInputs(version: CheckedVersion, inputs: unknown): Record<string, unknown> {
+  const value: unknown = inputs === undefined || inputs === null ? {} : structuredClone(inputs);
+  let errors: SchemaIssue[] = [];
+  if (!version.inputs) {
+    if (!(isPlainObject(value) && Object.keys(value).length === 0)) errors = [{ pointer: '', message: 'this workflow takes no inputs' }];
+  } else if (!version.inputs.ok) {
+    errors = version.inputs.errors;
+  } else {
+    const result = version.inputs.schema.validate(value);
+    if (!result.ok) errors = result.errors;
+    else if (!isPlainObject(value)) errors = [{ pointer: '', message: '/ must be an object' }];
   }
-  return result.inputs;
+  if (errors.length > 0) {
+    throw new AppError('validation_failed', `Invalid inputs: ${errors.map((e) => `${e.pointer || '/'} ${e.message}`).join('; ')}`, { details: { errors } });
+  }
+  return value as Record<string, unknown>;
 }
 
 interface StartOptions {
@@ -208,7 +255,8 @@ async function startRun(ctx: RequestContext, options: StartOptions) {
   const key = ctx.req.header('idempotency-key');
   const runId = key ? stableUuid(`workflow-run:${options.idempotencyScope}:${actor.id}:${key}`) : randomUUID();
   const workflowId = dslWorkflowId(runId);
-  let run = await deps.prisma.workflowRun.findUnique({ where: { id: runId } });
+  // Only a retried request (same key) can find its run already there; a fresh random id cannot.
+  let run = key ? await deps.prisma.workflowRun.findUnique({ where: { id: runId } }) : null;
   if (!run) {
     run = await deps.prisma.$transaction(async (tx) => {
       const row = await tx.workflowRun.create({
@@ -472,22 +520,22 @@ export function workflowRoutes(api: ApiRouter): void {
 
   api.handle('estimateWorkflowRun', async (ctx) => {
     const { definition } = await definitionOf(ctx);
-    const { row, document } = await versionFor(ctx, definition, ctx.body.version);
-    const inputs = checkInputs(document, ctx.body.inputs);
-    const result = await estimate(ctx, compileWorkflow(document), inputs);
+    const { row, checked } = await versionFor(ctx, definition, ctx.body.version);
+    const inputs = checkInputs(checked, ctx.body.inputs);
+    const result = await estimate(ctx, compileWorkflow(checked.document), inputs);
     const budget: string | undefined = ctx.body.budget_micros;
     return { body: { workflow_id: definition.id, version: row.version, ...result, ...(budget ? { within_budget: BigInt(result.estimated_max_micros) <= BigInt(budget) } : {}) } };
   });
 
   api.handle('startWorkflowRun', async (ctx) => {
     const { project, definition } = await definitionOf(ctx, 'member');
-    const { row, document } = await versionFor(ctx, definition, ctx.body.version);
-    const inputs = checkInputs(document, ctx.body.inputs);
+    const { row, checked } = await versionFor(ctx, definition, ctx.body.version);
+    const inputs = checkInputs(checked, ctx.body.inputs);
     return startRun(ctx, {
       project,
       definition,
       version: row,
-      document,
+      document: checked.document,
       inputs,
       budgetMicros: ctx.body.budget_micros ?? null,
       reuse: null,

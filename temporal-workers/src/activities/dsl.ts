@@ -8,13 +8,15 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
-import { appendRunEvent, countChatPromptTokens, countTokens, dslWorkflowId, type ChatMessageLike, type DslRunInput, type Prisma, type RunEventType } from '@deepspace/core';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { appendRunEvent, countChatPromptTokens, countTokens, dslWorkflowId, type CaptureUsage, type ChatMessageLike, type DslRunInput, type Prisma, type RunEventType } from '@deepspace/core';
+import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
 import { classifyUpstreamError } from '@deepspace/core/ai/upstream';
 import { compileJsonSchema, validateInputs, validateWorkflow } from '@deepspace/workflows-dsl';
 import { Ledger, isAppError } from '@deepspace/core';
 import { retrieveChunks, type Citation } from '@deepspace/core/knowledge/retrieve';
 import type { ActivityDeps } from './index.ts';
+import { createBillingActivities, type BillingHoldInput } from './billing.ts';
 
 export type { DslRunInput };
 
@@ -61,6 +63,74 @@ export interface DslModelCallResult {
   latencyMs: number;
 }
 
+/** The start of an llm step, in one local activity: model check, `running` row and event, hold. */
+export interface DslBeginLlmStepInput {
+  runId: string;
+  stepKey: string;
+  stepId: string;
+  /** The model as the document names it (or its upstream id). */
+  model: string;
+  messages: ChatMessageLike[];
+  temperature: number | null;
+  /** The document's max_tokens; clamped here to the model's maximum. */
+  maxTokens: number;
+  /** Repairs are further calls of the same step: the hold covers all of them. */
+  repairRetries: number;
+  hold: Omit<BillingHoldInput, 'model' | 'messages' | 'promptTokens' | 'maxTokens'>;
+}
+
+export interface DslBeginLlmStepResult {
+  model: string;
+  upstreamModel: string;
+  maxTokens: number;
+  holdId: string;
+  amountMicros: string;
+}
+
+/** The end of an llm step, in one local activity: capture, then the step's final row and event. */
+export interface DslSettleLlmStepInput {
+  runId: string;
+  stepKey: string;
+  stepId: string;
+  model: string;
+  holdId: string;
+  captureKey: string;
+  usage: CaptureUsage;
+  /** The call's outcome (ok=false: the reply never matched output_schema; still billed). */
+  ok: boolean;
+  output: unknown;
+  error: { code: string; message: string } | null;
+  calls: number;
+  /** The run's cost before this step, for the event's running total. */
+  costBeforeMicros: string;
+}
+
+export interface DslSettleLlmStepResult {
+  chargedMicros: string;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** A short llm step, in one local activity (dslLlmStep). */
+export interface DslLlmStepInput extends DslBeginLlmStepInput {
+  outputSchema: unknown;
+  /** What the run's budget has left (null: no budget): a hold above it fails the step. */
+  budgetLeftMicros: string | null;
+  captureKey: string;
+  /** The usage record's fixed fields; the call fills in tokens, latency and status. */
+  usage: Omit<CaptureUsage, 'promptTokens' | 'completionTokens' | 'latencyMs' | 'status' | 'errorCode'>;
+  costBeforeMicros: string;
+}
+
+export interface DslLlmStepResult extends DslSettleLlmStepResult {
+  model: string;
+  holdId: string;
+  ok: boolean;
+  output: unknown;
+  error: { code: string; message: string } | null;
+  calls: number;
+}
+
 export interface DslHttpInput {
   url: string;
   method: string;
@@ -100,7 +170,8 @@ export interface DslHttpResult {
   body: unknown;
 }
 
-const jsonOrNull = (value: unknown) => (value === undefined ? undefined : value === null ? ('DbNull' as never) : (value as Prisma.InputJsonValue));
+/** A JSON column's parameter: undefined leaves the column alone, null stores SQL NULL. */
+const jsonText = (value: unknown) => (value === undefined || value === null ? value : JSON.stringify(value));
 const MAX_HTTP_BODY = 1024 * 1024;
 
 /** A UUID derived from text (same shape as the gateway's), so retried activities reuse rows. */
@@ -135,6 +206,8 @@ function stepEvent(status: StepRecord['status']): RunEventType {
 
 export function createDslActivities(deps: ActivityDeps) {
   const ledger = new Ledger(deps.pool);
+  const billing = createBillingActivities(deps);
+  const catalog = new ModelCatalog(deps.pool);
   const allowLoopback = deps.config.workflows?.httpAllowLoopback ?? false;
 
   /** DNS lookup that refuses forbidden addresses, so the socket connects only to a checked IP (no rebinding window). */
@@ -162,6 +235,211 @@ export function createDslActivities(deps: ActivityDeps) {
     return row?.allowPrivateHttp === true;
   }
 
+  /**
+   * Upserts a step's row and appends its progress event. One hand-written statement: two per step
+   * on the hot path, where Prisma's upsert cost about 7× the CPU of the same SQL through pg.
+   */
+  async function recordStep(record: StepRecord): Promise<void> {
+    const finished = record.status === 'succeeded' || record.status === 'failed' || record.status === 'skipped';
+    // Only what this record says: a later record (e.g. succeeded) keeps the model and input of the first.
+    const fields = (
+      [
+        ['kind', record.kind],
+        ['status', record.status],
+        ['attempt', record.attempt],
+        ['input', jsonText(record.input), '::jsonb'],
+        ['output', jsonText(record.output), '::jsonb'],
+        ['detail', jsonText(record.detail), '::jsonb'],
+        ['error', jsonText(record.error), '::jsonb'],
+        ['model', record.model],
+        ['hold_id', record.holdId],
+        ['prompt_tokens', record.promptTokens],
+        ['completion_tokens', record.completionTokens],
+        ['cost_micros', record.costMicros, '::bigint'],
+        ['reused_from_run_id', record.reusedFromRunId, '::uuid'],
+        ['finished_at', finished ? new Date() : undefined, '::timestamptz'],
+      ] as Array<[string, unknown, string?]>
+    ).filter(([, value]) => value !== undefined);
+    const columns = fields.map(([column]) => `, ${column}`).join('');
+    const values = fields.map(([, , cast], i) => `, $${i + 4}${cast ?? ''}`).join('');
+    const updates = [...fields.map(([column]) => `${column} = EXCLUDED.${column}`), ...(record.status === 'running' ? ['started_at = now()'] : [])];
+    await deps.pool.query(
+      `INSERT INTO workflow_run_steps (run_id, step_key, step_id${columns}) VALUES ($1::uuid, $2, $3${values})
+       ON CONFLICT (run_id, step_key) DO UPDATE SET ${updates.join(', ')}`,
+      [record.runId, record.stepKey, record.stepId, ...fields.map(([, value]) => value)],
+    );
+    await appendRunEvent(deps.redis, record.runId, stepEvent(record.status), {
+      step_key: record.stepKey,
+      step_id: record.stepId,
+      kind: record.kind,
+      ...(record.status === 'succeeded' || record.status === 'failed' ? { output: record.output ?? null } : {}),
+      ...(record.error ? { error: record.error } : {}),
+      ...(record.costMicros ? { cost_micros: record.costMicros } : {}),
+      ...(record.reusedFromRunId ? { reused: true } : {}),
+      ...record.event,
+    });
+  }
+
+  // Compiled output schemas by their JSON: ajv compiles are costly, and a workflow's steps repeat them.
+  const validators = new Map<string, ReturnType<typeof compileJsonSchema>>();
+  function outputValidator(schema: unknown): ReturnType<typeof compileJsonSchema> {
+    const text = JSON.stringify(schema);
+    let compiled = validators.get(text);
+    if (!compiled) {
+      compiled = compileJsonSchema(schema);
+      if (validators.size >= 200) validators.delete(validators.keys().next().value!);
+      validators.set(text, compiled);
+    }
+    return compiled;
+  }
+
+  /** Active chat models by name or upstream id, from the catalog cache (a stale entry lives ≤ 10 s). */
+  async function chatModel(name: string): Promise<{ name: string; upstreamModel: string; maxOutputTokens: number }> {
+    const models = await catalog.all();
+    const model = models.get(name) ?? [...models.values()].find((m) => m.upstreamModel === name);
+    if (!model || model.kind !== 'chat') {
+      throw ApplicationFailure.create({ type: 'not_found', message: `model "${name}" is not an active chat model`, nonRetryable: true });
+    }
+    return { name: model.name, upstreamModel: model.upstreamModel, maxOutputTokens: model.maxOutputTokens };
+  }
+
+  /**
+   * Captures a step's hold once. A step re-run after a worker crash (its earlier local activities
+   * were in a workflow task that never completed) calls the model again, and that call's usage may
+   * differ from the one already captured: the first capture stands, so the step is charged once.
+   */
+  async function captureOnce(input: DslSettleLlmStepInput): Promise<DslSettleLlmStepResult> {
+    try {
+      const captured = await billing.billingCapture({ holdId: input.holdId, idempotencyKey: input.captureKey, usage: input.usage });
+      return { chargedMicros: captured.chargedMicros, promptTokens: input.usage.promptTokens, completionTokens: input.usage.completionTokens };
+    } catch (error) {
+      // The ledger names the capture that stands: as the key's first use (idempotency_conflict) or
+      // as the hold's settlement (conflict). Either way it is this hold's, so this step's.
+      const details = error instanceof ApplicationFailure && (error.type === 'idempotency_conflict' || error.type === 'conflict') ? (error.details?.[0] as { first_transaction_id?: string; transaction_id?: string } | undefined) : undefined;
+      const transactionId = details?.first_transaction_id ?? details?.transaction_id;
+      if (!transactionId) throw error;
+      const { rows } = await deps.pool.query<{ charged: string; prompt_tokens: number; completion_tokens: number }>(
+        `SELECT (-t.amount_micros)::text AS charged, u.prompt_tokens, u.completion_tokens
+         FROM wallet_transactions t JOIN usage_records u ON u.hold_id = t.hold_id
+         WHERE t.id = $1 AND t.hold_id = $2::uuid AND t.kind = 'capture'`,
+        [transactionId, input.holdId],
+      );
+      if (!rows[0]) throw error;
+      return { chargedMicros: rows[0].charged, promptTokens: rows[0].prompt_tokens, completionTokens: rows[0].completion_tokens };
+    }
+  }
+
+  /** An llm step starts: model check, its `running` row and event, then its hold (idempotent on its key). */
+  async function beginLlm(input: DslBeginLlmStepInput): Promise<DslBeginLlmStepResult> {
+    const model = await chatModel(input.model);
+    const maxTokens = Math.min(input.maxTokens, model.maxOutputTokens);
+    // Independent writes, side by side; both settle before a failure is reported, so a later
+    // `failed` row cannot be overtaken by this `running` one. A retry redoes both (upsert, keyed hold).
+    const [recorded, held] = await Promise.allSettled([
+      recordStep({
+        runId: input.runId,
+        stepKey: input.stepKey,
+        stepId: input.stepId,
+        kind: 'llm',
+        status: 'running',
+        model: model.name,
+        input: { model: model.name, messages: input.messages, temperature: input.temperature, max_tokens: maxTokens },
+      }),
+      billing.billingHold({ ...input.hold, model: model.name, messages: input.messages, maxTokens: maxTokens * (1 + input.repairRetries) }),
+    ]);
+    if (held.status === 'rejected') throw held.reason;
+    if (recorded.status === 'rejected') throw recorded.reason;
+    const hold = held.value;
+    return { model: model.name, upstreamModel: hold.upstreamModel, maxTokens, holdId: hold.holdId, amountMicros: hold.amountMicros };
+  }
+
+  /** An llm step ends: its hold captured (once), then its `succeeded` (or `failed`) row and event. */
+  async function settleLlm(input: DslSettleLlmStepInput): Promise<DslSettleLlmStepResult> {
+    const billed = await captureOnce(input);
+    const common = {
+      runId: input.runId,
+      stepKey: input.stepKey,
+      stepId: input.stepId,
+      kind: 'llm',
+      holdId: input.holdId,
+      promptTokens: billed.promptTokens,
+      completionTokens: billed.completionTokens,
+      costMicros: billed.chargedMicros,
+      event: { cost_so_far_micros: (BigInt(input.costBeforeMicros) + BigInt(billed.chargedMicros)).toString() },
+    };
+    if (input.ok) {
+      const detail = { calls: input.calls, model: input.model, holdId: input.holdId, promptTokens: billed.promptTokens, completionTokens: billed.completionTokens, costMicros: billed.chargedMicros };
+      await recordStep({ ...common, status: 'succeeded', output: input.output, detail });
+    } else {
+      await recordStep({ ...common, status: 'failed', output: null, error: input.error, model: input.model });
+    }
+    return billed;
+  }
+
+  /**
+   * One llm step's calls: the first answer, then up to `repairRetries` repairs showing the model
+   * its invalid reply and the validation errors. Usage is summed over every call; a reply that
+   * stays invalid is a result with ok=false (its tokens are still billed by the workflow).
+   */
+  async function callModel(input: DslModelCallInput): Promise<DslModelCallResult> {
+    const context = Context.current();
+    const started = performance.now();
+    const validator = input.outputSchema !== null && input.outputSchema !== undefined ? outputValidator(input.outputSchema) : null;
+    if (validator && !validator.ok) throw ApplicationFailure.create({ type: 'invalid_output_schema', message: 'output_schema does not compile', nonRetryable: true });
+    const messages = [...input.messages] as Array<{ role: string; content: string }>;
+    let promptTokens = 0;
+    let completionTokens = 0;
+    let calls = 0;
+    // A local activity has no heartbeat (its worker runs the workflow task that waits for it).
+    const beat = context.info.isLocal ? undefined : setInterval(() => context.heartbeat(), 2_000);
+    try {
+      for (let attempt = 0; attempt <= (validator ? input.repairRetries : 0); attempt++) {
+        calls++;
+        let completion;
+        try {
+          completion = await deps.upstream.chat.completions.create(
+            {
+              model: input.upstreamModel,
+              messages: messages as never,
+              max_tokens: input.maxTokens,
+              ...(input.temperature != null ? { temperature: input.temperature } : {}),
+              ...(validator ? { response_format: { type: 'json_schema', json_schema: { name: 'output', schema: input.outputSchema as Record<string, unknown>, strict: false } } } : {}),
+            },
+            { signal: context.cancellationSignal },
+          );
+        } catch (error) {
+          // Reported as a cancellation, not a failure: a failure would be retried (a local activity's
+          // retries run even after the workflow asked it to stop).
+          if (context.cancellationSignal.aborted) throw new CancelledFailure('cancelled during the model call', [], error as Error);
+          const failure = classifyUpstreamError(error);
+          throw ApplicationFailure.create({ type: failure.code, message: failure.message, nonRetryable: !failure.retryable });
+        }
+        const text = completion.choices[0]?.message?.content ?? '';
+        promptTokens += completion.usage?.prompt_tokens ?? countChatPromptTokens(messages as ChatMessageLike[]);
+        completionTokens += completion.usage?.completion_tokens ?? countTokens(text);
+        const result = { promptTokens, completionTokens, calls, latencyMs: Math.round(performance.now() - started) };
+        if (!validator) return { ok: true, output: text, error: null, ...result };
+        let parsed: unknown;
+        let problem: string;
+        try {
+          parsed = JSON.parse(text);
+          const check = validator.schema.validate(parsed);
+          if (check.ok) return { ok: true, output: parsed, error: null, ...result };
+          problem = check.errors.map((e) => `${e.pointer || '/'} ${e.message}`).join('; ');
+        } catch {
+          problem = 'the reply is not valid JSON';
+        }
+        if (attempt === input.repairRetries) {
+          return { ok: false, output: null, error: { code: 'invalid_output', message: `the reply does not match output_schema: ${problem}` }, ...result };
+        }
+        messages.push({ role: 'assistant', content: text }, { role: 'user', content: `Your reply does not match the required JSON schema: ${problem}. Reply again with JSON only, valid against the schema.` });
+      }
+      throw new Error('unreachable');
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
   return {
     /** The run starts: status running, `run.started` event. */
     async dslStartRun(input: { runId: string; traceId: string; name: string }): Promise<void> {
@@ -172,43 +450,7 @@ export function createDslActivities(deps: ActivityDeps) {
     },
 
     /** Upserts a step's row and appends its progress event. */
-    async dslRecordStep(record: StepRecord): Promise<void> {
-      const finished = record.status === 'succeeded' || record.status === 'failed' || record.status === 'skipped';
-      // Only what this record says: a later record (e.g. succeeded) keeps the model and input of the first.
-      const data = Object.fromEntries(
-        Object.entries({
-          kind: record.kind,
-          status: record.status,
-          attempt: record.attempt,
-          input: jsonOrNull(record.input),
-          output: jsonOrNull(record.output),
-          detail: jsonOrNull(record.detail),
-          error: jsonOrNull(record.error),
-          model: record.model,
-          holdId: record.holdId,
-          promptTokens: record.promptTokens,
-          completionTokens: record.completionTokens,
-          costMicros: record.costMicros === undefined ? undefined : BigInt(record.costMicros),
-          reusedFromRunId: record.reusedFromRunId,
-          finishedAt: finished ? new Date() : undefined,
-        }).filter(([, v]) => v !== undefined),
-      ) as Omit<Prisma.WorkflowRunStepUncheckedCreateInput, 'runId' | 'stepKey' | 'stepId'>;
-      await deps.prisma.workflowRunStep.upsert({
-        where: { runId_stepKey: { runId: record.runId, stepKey: record.stepKey } },
-        create: { runId: record.runId, stepKey: record.stepKey, stepId: record.stepId, ...data },
-        update: { ...data, ...(record.status === 'running' ? { startedAt: new Date() } : {}) },
-      });
-      await appendRunEvent(deps.redis, record.runId, stepEvent(record.status), {
-        step_key: record.stepKey,
-        step_id: record.stepId,
-        kind: record.kind,
-        ...(record.status === 'succeeded' || record.status === 'failed' ? { output: record.output ?? null } : {}),
-        ...(record.error ? { error: record.error } : {}),
-        ...(record.costMicros ? { cost_micros: record.costMicros } : {}),
-        ...(record.reusedFromRunId ? { reused: true } : {}),
-        ...record.event,
-      });
-    },
+    dslRecordStep: recordStep,
 
     /** A retrieve step: billed query embedding + hybrid search of one knowledge base of the run's project. */
     async dslRetrieve(input: DslRetrieveInput): Promise<DslRetrieveResult> {
@@ -259,65 +501,56 @@ export function createDslActivities(deps: ActivityDeps) {
       return { name: model.name, upstreamModel: model.upstreamModel, maxOutputTokens: model.maxOutputTokens };
     },
 
+    dslBeginLlmStep: beginLlm,
+    dslModelCall: callModel,
+    dslSettleLlmStep: settleLlm,
+
     /**
-     * One llm step's calls: the first answer, then up to `repairRetries` repairs showing the model
-     * its invalid reply and the validation errors. Usage is summed over every call; a reply that
-     * stays invalid is a result with ok=false (its tokens are still billed by the workflow).
+     * A short llm step in one local activity: begin, call, settle. A retry starts over: the hold
+     * and the capture are idempotent on their keys, so only the model call repeats. When it fails,
+     * the workflow releases the hold by its key (dslReleaseStepHold).
      */
-    async dslModelCall(input: DslModelCallInput): Promise<DslModelCallResult> {
-      const context = Context.current();
-      const started = performance.now();
-      const validator = input.outputSchema !== null && input.outputSchema !== undefined ? compileJsonSchema(input.outputSchema) : null;
-      if (validator && !validator.ok) throw ApplicationFailure.create({ type: 'invalid_output_schema', message: 'output_schema does not compile', nonRetryable: true });
-      const messages = [...input.messages] as Array<{ role: string; content: string }>;
-      let promptTokens = 0;
-      let completionTokens = 0;
-      let calls = 0;
-      const beat = setInterval(() => context.heartbeat(), 2_000);
-      try {
-        for (let attempt = 0; attempt <= (validator ? input.repairRetries : 0); attempt++) {
-          calls++;
-          let completion;
-          try {
-            completion = await deps.upstream.chat.completions.create(
-              {
-                model: input.upstreamModel,
-                messages: messages as never,
-                max_tokens: input.maxTokens,
-                ...(input.temperature != null ? { temperature: input.temperature } : {}),
-                ...(validator ? { response_format: { type: 'json_schema', json_schema: { name: 'output', schema: input.outputSchema as Record<string, unknown>, strict: false } } } : {}),
-              },
-              { signal: context.cancellationSignal },
-            );
-          } catch (error) {
-            if (context.cancellationSignal.aborted) throw error;
-            const failure = classifyUpstreamError(error);
-            throw ApplicationFailure.create({ type: failure.code, message: failure.message, nonRetryable: !failure.retryable });
-          }
-          const text = completion.choices[0]?.message?.content ?? '';
-          promptTokens += completion.usage?.prompt_tokens ?? countChatPromptTokens(messages as ChatMessageLike[]);
-          completionTokens += completion.usage?.completion_tokens ?? countTokens(text);
-          const result = { promptTokens, completionTokens, calls, latencyMs: Math.round(performance.now() - started) };
-          if (!validator) return { ok: true, output: text, error: null, ...result };
-          let parsed: unknown;
-          let problem: string;
-          try {
-            parsed = JSON.parse(text);
-            const check = validator.schema.validate(parsed);
-            if (check.ok) return { ok: true, output: parsed, error: null, ...result };
-            problem = check.errors.map((e) => `${e.pointer || '/'} ${e.message}`).join('; ');
-          } catch {
-            problem = 'the reply is not valid JSON';
-          }
-          if (attempt === input.repairRetries) {
-            return { ok: false, output: null, error: { code: 'invalid_output', message: `the reply does not match output_schema: ${problem}` }, ...result };
-          }
-          messages.push({ role: 'assistant', content: text }, { role: 'user', content: `Your reply does not match the required JSON schema: ${problem}. Reply again with JSON only, valid against the schema.` });
-        }
-        throw new Error('unreachable');
-      } finally {
-        clearInterval(beat);
+    async dslLlmStep(input: DslLlmStepInput): Promise<DslLlmStepResult> {
+      const begun = await beginLlm(input);
+      if (input.budgetLeftMicros !== null && BigInt(begun.amountMicros) > BigInt(input.budgetLeftMicros)) {
+        throw ApplicationFailure.create({
+          type: 'budget_exceeded',
+          message: `the step may cost up to ${begun.amountMicros} micros; the run's budget has ${input.budgetLeftMicros} left`,
+          nonRetryable: true,
+        });
       }
+      // Cancelled while the hold was taken: no call (the workflow waits for this, then releases).
+      if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('cancelled before the model call');
+      const result = await callModel({ ...input, upstreamModel: begun.upstreamModel, maxTokens: begun.maxTokens });
+      // A finished call is billed even when a cancel arrives now: its tokens were spent.
+      const billed = await settleLlm({
+        runId: input.runId,
+        stepKey: input.stepKey,
+        stepId: input.stepId,
+        model: begun.model,
+        holdId: begun.holdId,
+        captureKey: input.captureKey,
+        usage: { ...input.usage, promptTokens: result.promptTokens, completionTokens: result.completionTokens, latencyMs: result.latencyMs, status: result.ok ? 'success' : 'error', errorCode: result.error?.code ?? null },
+        ok: result.ok,
+        output: result.output,
+        error: result.error,
+        calls: result.calls,
+        costBeforeMicros: input.costBeforeMicros,
+      });
+      return { model: begun.model, holdId: begun.holdId, ok: result.ok, output: result.output, error: result.error, calls: result.calls, ...billed };
+    },
+
+    /**
+     * A failed or cancelled llm step's hold, found by its key, is released. Nothing to do when the
+     * step failed before taking it, or it is settled already (released by an earlier attempt of this
+     * activity, or expired by the sweep).
+     */
+    async dslReleaseStepHold(input: { holdKey: string; releaseKey: string; reason: string }): Promise<{ released: boolean }> {
+      const { rows } = await deps.pool.query<{ id: string; status: string }>('SELECT id, status FROM holds WHERE idempotency_key = $1', [input.holdKey]);
+      const hold = rows[0];
+      if (!hold || hold.status !== 'active') return { released: false };
+      await billing.billingRelease({ holdId: hold.id, idempotencyKey: input.releaseKey, reason: input.reason });
+      return { released: true };
     },
 
     /** An http step: no redirects followed, DNS answers checked before connecting, 1 MiB body cap. */

@@ -6,7 +6,16 @@
 // Billing: every llm step holds before, captures after (or releases), with keys
 // `${runId}:${stepKey}:hold|capture|release`, so a replayed or retried step never charges twice.
 // Holds still open when the run fails or is cancelled are released in a non-cancellable scope.
+//
+// Throughput: every activity is a round trip through the server and every local activity result a
+// workflow activation (each costs the worker a few ms of CPU), so an llm step with a small output
+// budget is ONE local activity (begin: model check, `running` row, hold → model call → settle:
+// capture, final row), and a run of such steps completes in one workflow task. A step that may be
+// long keeps its model call a normal, heartbeating activity between a begin and a settle local
+// activity. Runs started before this shape replay the earlier one (patch `dsl-batched-llm-steps`;
+// its old branch can go, with deprecatePatch, once no such run is open).
 import {
+  ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
@@ -16,11 +25,13 @@ import {
   defineSignal,
   executeChild,
   isCancellation,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
   workflowInfo,
   type ActivityOptions,
+  type LocalActivityOptions,
 } from '@temporalio/workflow';
 import {
   compileWorkflow,
@@ -50,20 +61,37 @@ const MAX_DEPTH = 5;
 
 // Short database steps as local activities (rows, events, hold).
 // The capture is one too: it is idempotent on its key, so a retry after a crash is safe.
-const local = proxyLocalActivities<Pick<DslActivities, 'dslStartRun' | 'dslRecordStep' | 'dslResolveModel'> & Pick<BillingActivities, 'billingHold' | 'billingCapture'>>({
+const local = proxyLocalActivities<
+  Pick<DslActivities, 'dslStartRun' | 'dslRecordStep' | 'dslResolveModel' | 'dslBeginLlmStep' | 'dslSettleLlmStep'> & Pick<BillingActivities, 'billingHold' | 'billingCapture'>
+>({
   startToCloseTimeout: '15 seconds',
   retry: { maximumAttempts: 5, initialInterval: '100 ms', nonRetryableErrorTypes: BILLING_NON_RETRYABLE_ERRORS },
 });
 
-const money = proxyActivities<Pick<BillingActivities, 'billingRelease'>>({
+const money = proxyActivities<Pick<BillingActivities, 'billingRelease'> & Pick<DslActivities, 'dslReleaseStepHold'>>({
   startToCloseTimeout: '15 seconds',
   retry: { maximumAttempts: 20, initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: BILLING_NON_RETRYABLE_ERRORS },
 });
 
-const settle = proxyActivities<Pick<DslActivities, 'dslFinishRun' | 'dslFailRun' | 'dslPrepareChildRun'>>({
+const SETTLE_OPTIONS: ActivityOptions & LocalActivityOptions = {
   startToCloseTimeout: '30 seconds',
   retry: { maximumAttempts: 20, initialInterval: '200 ms', maximumInterval: '10 seconds', nonRetryableErrorTypes: ['not_found', 'validation_failed'] },
-});
+};
+const settle = proxyActivities<Pick<DslActivities, 'dslFinishRun' | 'dslFailRun' | 'dslPrepareChildRun'>>(SETTLE_OPTIONS);
+// The run's final row is one short transaction: local, so a run of local steps ends in its workflow task.
+const localSettle = proxyLocalActivities<Pick<DslActivities, 'dslFinishRun'>>(SETTLE_OPTIONS);
+
+/**
+ * An llm step whose output budget is this small runs as one local activity: such a call is short,
+ * so it needs no heartbeat, and the step costs one workflow activation instead of three plus a
+ * task round trip through the server. The price: a cancel or signal waits for the open workflow
+ * task (at most ~8 s, core's heartbeat of a long task), and a worker crash re-runs the steps of
+ * that task (each is still billed once: its hold and capture are idempotent on the step's keys).
+ */
+const LOCAL_CALL_MAX_TOKENS = 256;
+/** A step with a longer explicit timeout is long; without one, its local activity gets this. */
+const LOCAL_CALL_TIMEOUT_MS = 60_000;
+const BATCHED_PATCH = 'dsl-batched-llm-steps';
 
 /** Activity options of a step: its own retry policy and timeout from the compiled plan. */
 function stepOptions(step: CompiledStep, defaults: { timeoutMs: number; nonRetryable: string[]; heartbeat?: boolean }): ActivityOptions {
@@ -134,6 +162,8 @@ interface Frame {
 }
 
 export async function dslWorkflow(run: DslRunInput): Promise<unknown> {
+  // Runs started before the batched llm steps keep their recorded command sequence on replay.
+  const batched = patched(BATCHED_PATCH);
   const plan: CompiledWorkflow = compileWorkflow(run.document as WorkflowDocument);
   const reuse = run.reuse ?? {};
   const openHolds = new Map<string, string>();
@@ -156,10 +186,125 @@ export async function dslWorkflow(run: DslRunInput): Promise<unknown> {
   const scopeOf = (frame: Frame) => ({ inputs: run.inputs, steps: frame.steps, vars: frame.vars, ...frame.extra });
 
   // ─── step executors: one per kind ───────────────────────────────────────────────────────────
-  type Executor = (step: CompiledStep, frame: Frame, key: string) => Promise<{ output: unknown; detail?: unknown; chosen?: string | null }>;
+  /** `recorded`: the executor wrote the step's final row itself (batched llm steps). */
+  type Executor = (step: CompiledStep, frame: Frame, key: string) => Promise<{ output: unknown; detail?: unknown; chosen?: string | null; recorded?: boolean }>;
+
+  /**
+   * An llm step. Short (a small output budget): one local activity that begins (model check,
+   * `running` row, hold), calls and settles (capture, final row). Long: begin and settle are local
+   * activities around a normal, heartbeating model-call activity.
+   */
+  async function llmBatched(step: CompiledStep, frame: Frame, key: string): Promise<{ output: unknown; detail: unknown; recorded: true }> {
+    const def = step.definition as StepOfKind<'llm'>;
+    const scope = scopeOf(frame);
+    const messages: { role: string; content: string }[] = [];
+    if (def.messages) {
+      for (const m of def.messages) messages.push({ role: m.role, content: toText(renderTemplate(m.content, scope)) });
+    } else {
+      if (def.system) messages.push({ role: 'system', content: toText(renderTemplate(def.system, scope)) });
+      messages.push({ role: 'user', content: toText(renderTemplate(def.prompt ?? '', scope)) });
+    }
+    const temperature = def.temperature === undefined ? null : Number(renderTemplate(def.temperature, scope));
+    const maxTokens = def.max_tokens === undefined ? DEFAULT_MAX_TOKENS : Number(renderTemplate(def.max_tokens, scope));
+    const repairRetries = def.output_schema !== undefined ? (def.repair_retries ?? 1) : 0;
+    if (budget !== null && cost >= budget) throw new StepError('budget_exceeded', `the run's budget (${budget} micros) is spent`);
+    const begin = {
+      runId: run.runId,
+      stepKey: key,
+      stepId: step.id,
+      model: String(renderTemplate(def.model ?? DEFAULT_MODEL, scope)),
+      messages,
+      temperature,
+      maxTokens,
+      repairRetries,
+      hold: {
+        orgId: run.orgId,
+        projectId: run.projectId,
+        traceId: run.traceId,
+        runId: run.runId,
+        stepId: key,
+        idempotencyKey: `${run.runId}:${key}:hold`,
+        ttlSeconds: Math.ceil((step.timeoutMs ?? 300_000) / 1000) * (step.retry?.maxAttempts ?? 3) + 15 * 60,
+        actor: run.actor,
+      },
+    };
+    const usage = { traceId: run.traceId, projectId: run.projectId, runId: run.runId, stepId: key, ...(run.actor.type === 'api_key' ? { apiKeyId: run.actor.id } : { userId: run.actor.id }) };
+    const nonRetryable = ['bad_request', 'invalid_output_schema', 'not_found'];
+    stepStatus[key] = 'running';
+    let outcome: { model: string; holdId: string; ok: boolean; output: unknown; error: { code: string; message: string } | null; calls: number; chargedMicros: string; promptTokens: number; completionTokens: number };
+
+    // The model's maximum can only lower max_tokens, so the document's value bounds the call.
+    const short = maxTokens * (1 + repairRetries) <= LOCAL_CALL_MAX_TOKENS && (step.timeoutMs == null || step.timeoutMs <= LOCAL_CALL_TIMEOUT_MS);
+    if (short) {
+      const options = stepOptions(step, { timeoutMs: LOCAL_CALL_TIMEOUT_MS, nonRetryable: [...nonRetryable, ...BILLING_NON_RETRYABLE_ERRORS, 'budget_exceeded'] });
+      // On cancel, wait for the activity to stop: a hold it takes meanwhile is then released below.
+      const act = proxyLocalActivities<Pick<DslActivities, 'dslLlmStep'>>({ ...options, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED });
+      try {
+        outcome = await act.dslLlmStep({
+          ...begin,
+          outputSchema: def.output_schema ?? null,
+          budgetLeftMicros: budget === null ? null : (budget - cost).toString(),
+          captureKey: `${run.runId}:${key}:capture`,
+          usage,
+          costBeforeMicros: cost.toString(),
+        });
+      } catch (error) {
+        await CancellationScope.nonCancellable(() =>
+          money.dslReleaseStepHold({ holdKey: begin.hold.idempotencyKey, releaseKey: `${run.runId}:${key}:release`, reason: isCancellation(error) ? 'cancelled' : failureOf(error).code }),
+        );
+        throw error;
+      }
+    } else {
+      // Non-cancellable: a hold taken must be known here so that it is released.
+      const begun = await CancellationScope.nonCancellable(() => local.dslBeginLlmStep(begin));
+      openHolds.set(key, begun.holdId);
+      const release = (reason: string) =>
+        CancellationScope.nonCancellable(async () => {
+          await money.billingRelease({ holdId: begun.holdId, idempotencyKey: `${run.runId}:${key}:release`, reason });
+          openHolds.delete(key);
+        });
+      if (budget !== null && cost + BigInt(begun.amountMicros) > budget) {
+        await release('budget_exceeded');
+        throw new StepError('budget_exceeded', `the step may cost up to ${begun.amountMicros} micros; the run's budget has ${budget - cost} left`);
+      }
+      let result;
+      try {
+        const call = proxyActivities<Pick<DslActivities, 'dslModelCall'>>(stepOptions(step, { timeoutMs: 300_000, nonRetryable, heartbeat: true }));
+        result = await call.dslModelCall({ runId: run.runId, stepKey: key, upstreamModel: begun.upstreamModel, messages, maxTokens: begun.maxTokens, temperature, outputSchema: def.output_schema ?? null, repairRetries });
+      } catch (error) {
+        await release(isCancellation(error) ? 'cancelled' : failureOf(error).code);
+        throw error;
+      }
+      const billed = await CancellationScope.nonCancellable(() =>
+        local.dslSettleLlmStep({
+          runId: run.runId,
+          stepKey: key,
+          stepId: step.id,
+          model: begun.model,
+          holdId: begun.holdId,
+          captureKey: `${run.runId}:${key}:capture`,
+          usage: { ...usage, promptTokens: result.promptTokens, completionTokens: result.completionTokens, latencyMs: result.latencyMs, status: result.ok ? 'success' : 'error', errorCode: result.error?.code ?? null },
+          ok: result.ok,
+          output: result.output,
+          error: result.error,
+          calls: result.calls,
+          costBeforeMicros: cost.toString(),
+        }),
+      );
+      openHolds.delete(key);
+      outcome = { model: begun.model, holdId: begun.holdId, ok: result.ok, output: result.output, error: result.error, calls: result.calls, ...billed };
+    }
+    cost += BigInt(outcome.chargedMicros);
+    stepStatus[key] = outcome.ok ? 'succeeded' : 'failed';
+    if (!outcome.ok) throw Object.assign(new StepError(outcome.error!.code, outcome.error!.message), { recorded: true });
+    const { model, holdId, calls, promptTokens, completionTokens, chargedMicros } = outcome;
+    return { output: outcome.output, detail: { calls, model, holdId, promptTokens, completionTokens, costMicros: chargedMicros }, recorded: true };
+  }
 
   const executors: Record<Step['kind'], Executor> = {
+    // Runs started before the batched shape: resolve, record, hold, call, capture as separate tasks.
     async llm(step, frame, key) {
+      if (batched) return llmBatched(step, frame, key);
       const def = step.definition as StepOfKind<'llm'>;
       const scope = scopeOf(frame);
       const modelName = String(renderTemplate(def.model ?? DEFAULT_MODEL, scope));
@@ -403,7 +548,7 @@ export async function dslWorkflow(run: DslRunInput): Promise<unknown> {
     try {
       const done = await executors[step.kind](step, frame, key);
       const billed = (done.detail as { costMicros?: string; promptTokens?: number; completionTokens?: number; holdId?: string } | undefined) ?? {};
-      await record({
+      if (!done.recorded) await record({
         stepKey: key,
         stepId: step.id,
         kind: step.kind,
@@ -424,7 +569,9 @@ export async function dslWorkflow(run: DslRunInput): Promise<unknown> {
       const failure = failureOf(error);
       const output = error instanceof StepError ? error.output : null;
       const billed = (error as { billed?: { model: string; holdId: string; promptTokens: number; completionTokens: number; costMicros: string } }).billed;
-      await record({ stepKey: key, stepId: step.id, kind: step.kind, status: 'failed', output, error: failure, ...(billed ?? {}), event: { cost_so_far_micros: cost.toString() } });
+      if (!(error as { recorded?: boolean }).recorded) {
+        await record({ stepKey: key, stepId: step.id, kind: step.kind, status: 'failed', output, error: failure, ...(billed ?? {}), event: { cost_so_far_micros: cost.toString() } });
+      }
       const failed: StepState = { output, status: 'failed', error: failure };
       if (step.onError.action === 'continue') return failed;
       if (step.onError.action === 'fallback') {
@@ -494,7 +641,7 @@ export async function dslWorkflow(run: DslRunInput): Promise<unknown> {
     const root: Frame = { prefix: '', steps: {}, vars: {}, extra: {} };
     const result = await runBlock(plan.root, root);
     const output = plan.outputs ? renderTemplate(plan.outputs, scopeOf(root)) : result;
-    await settle.dslFinishRun({ run, output, costMicros: cost.toString() });
+    await (batched ? localSettle : settle).dslFinishRun({ run, output, costMicros: cost.toString() });
     return output;
   } catch (error) {
     const cancelled = isCancellation(error);
