@@ -8,7 +8,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { dropDatabase } from '@deepspace/core';
+import { DEFAULT_CATALOG, dropDatabase } from '@deepspace/core';
 import { ROOT } from '../../scripts/lib/paths.ts';
 import { canConnect, freePort } from '../../scripts/lib/services.ts';
 
@@ -119,7 +119,7 @@ describe('npm start', () => {
           `SELECT (SELECT count(*) FROM users)::int AS users, (SELECT count(*) FROM organizations)::int AS orgs,
                   (SELECT count(*) FROM wallet_transactions)::int AS txs, (SELECT count(*) FROM models)::int AS models`,
         );
-        expect(rows[0]).toEqual({ users: 1, orgs: 1, txs: 1, models: 4 });
+        expect(rows[0]).toEqual({ users: 1, orgs: 1, txs: 1, models: DEFAULT_CATALOG.length });
       } finally {
         await client.end();
       }
