@@ -1,5 +1,7 @@
 // The OpenAI-compatible upstream (NewAPI or the simulator). Our own retry policy wraps calls, so
 // the SDK's built-in retries are off: a retry must happen only before the first byte is relayed.
+import http from 'node:http';
+import https from 'node:https';
 import OpenAI from 'openai';
 import type { AppConfig } from '../config.ts';
 
@@ -80,4 +82,103 @@ export async function withUpstreamRetry<T>(call: (attempt: number) => Promise<T>
     }
   }
   throw lastError;
+}
+
+// ───────────────────── lean JSON calls (the hot non-stream path) ─────────────────────
+
+/**
+ * One JSON POST to the upstream the `client` points at (its base URL, key, organization, project
+ * and timeout), over a keep-alive node:http(s) agent instead of the SDK's fetch stack: on the
+ * inline /v1 path the SDK and undici cost more CPU than the rest of the call's HTTP. Failures are
+ * the SDK's own error classes (APIError.generate for a status, APIConnectionError,
+ * APIConnectionTimeoutError, APIUserAbortError), so classifyUpstreamError and withUpstreamRetry
+ * treat them exactly as before. Returns undefined when the client cannot be mirrored (an API key
+ * supplied by a function): call the SDK then.
+ */
+export function leanUpstream(client: OpenAI): LeanUpstream | undefined {
+  let lean = leanClients.get(client);
+  if (lean === undefined && !leanClients.has(client)) {
+    lean = typeof client.apiKey === 'string' && typeof client.baseURL === 'string' ? new LeanUpstream(client) : undefined;
+    leanClients.set(client, lean);
+  }
+  return lean;
+}
+
+const leanClients = new WeakMap<OpenAI, LeanUpstream | undefined>();
+
+export class LeanUpstream {
+  private readonly base: URL;
+  private readonly headers: Record<string, string>;
+  private readonly timeoutMs: number;
+  private readonly agent: http.Agent;
+  private readonly request: typeof http.request;
+  private readonly urls = new Map<string, URL>();
+
+  constructor(client: OpenAI) {
+    this.base = new URL(client.baseURL.endsWith('/') ? client.baseURL : `${client.baseURL}/`);
+    this.headers = { authorization: `Bearer ${client.apiKey}`, 'content-type': 'application/json', accept: 'application/json' };
+    if (client.organization) this.headers['openai-organization'] = client.organization;
+    if (client.project) this.headers['openai-project'] = client.project;
+    this.timeoutMs = client.timeout;
+    const secure = this.base.protocol === 'https:';
+    // Sockets are reused across calls; the pool is bounded by the gateway's own concurrency.
+    this.agent = secure ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
+    this.request = secure ? https.request : http.request;
+  }
+
+  /** POST `path` (relative to the base URL, e.g. 'chat/completions') with a JSON body; resolves the parsed JSON of a 2xx. */
+  postJson<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+    const payload = Buffer.from(JSON.stringify(body));
+    let url = this.urls.get(path);
+    if (!url) this.urls.set(path, (url = new URL(path, this.base)));
+    return new Promise<T>((resolve, reject) => {
+      if (signal?.aborted) return reject(new OpenAI.APIUserAbortError());
+      let settled = false;
+      const fail = (error: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        req.destroy();
+        reject(error);
+      };
+      const req = this.request(url, { method: 'POST', agent: this.agent, headers: { ...this.headers, 'content-length': String(payload.length) } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('error', (error) => fail(new OpenAI.APIConnectionError({ cause: error })));
+        res.on('end', () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+          const text = Buffer.concat(chunks).toString('utf8');
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) {
+            try {
+              resolve(JSON.parse(text) as T);
+            } catch (error) {
+              reject(error);
+            }
+            return;
+          }
+          // As the SDK builds it: the parsed error body (wrapped in { error } when bare), else the text.
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          const normalized = json && typeof json === 'object' && (json as { error?: unknown }).error == null ? { error: json } : json;
+          const headers = new Headers();
+          for (const [name, value] of Object.entries(res.headers)) if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+          reject(OpenAI.APIError.generate(status, normalized as object | undefined, json === undefined ? text : undefined, headers));
+        });
+      });
+      const timer = setTimeout(() => fail(new OpenAI.APIConnectionTimeoutError()), this.timeoutMs);
+      const onAbort = () => fail(new OpenAI.APIUserAbortError());
+      signal?.addEventListener('abort', onAbort, { once: true });
+      req.on('error', (error) => fail(new OpenAI.APIConnectionError({ cause: error })));
+      req.end(payload);
+    });
+  }
 }

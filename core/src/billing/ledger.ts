@@ -3,8 +3,10 @@
 //
 // * Locking. Every mutation of a wallet updates its row, so the wallet row lock is the one
 //   serialization point. Hot paths (hold, capture within the hold, release, expire, top-up,
-//   adjust) write in ONE SQL statement each — a data-modifying CTE run in autocommit (a capture
-//   first reads its hold and price without locking) — and a hold's first step is the conditional
+//   adjust) write in ONE SQL statement each — a data-modifying CTE run in autocommit or in a group
+//   commit batch (group-commit.ts); a capture first reads its hold and price without locking,
+//   unless the caller says what it knows of the hold, which the statement then checks — and a
+//   hold's first step is the conditional
 //   `UPDATE wallets … WHERE balance - frozen >= $amount RETURNING`. Under
 //   READ COMMITTED a blocked UPDATE re-checks its WHERE against the newest committed row version,
 //   so available can never go below zero whatever the concurrency, and the lock is held only for
@@ -16,7 +18,8 @@
 //   wallet row — the order every statement here takes — so they cannot deadlock with the rest.
 // * Atomicity. A hold writes the wallet, the hold and its transaction row together; a capture
 //   writes the wallet, the hold, the usage record and the transaction row together, so "every
-//   capture has a usage record" survives any crash.
+//   capture has a usage record" survives any crash. A settlement can carry the call's audit row
+//   (and a release the failed call's usage row), written by the same statement.
 // * Idempotency. Every mutation writes exactly one wallet_transactions row carrying the caller's
 //   key (UNIQUE) and a hash of the request. A replay finds that row and returns the first result;
 //   the same key with other parameters is `idempotency_conflict`. Settling an already-settled
@@ -34,6 +37,7 @@ import { costOf, estimateHoldMicros, requirePriceInForce, type HoldEstimate, typ
 import {
   SYSTEM_ACTOR,
   type Actor,
+  type ActorType,
   type CaptureResult,
   type HoldResult,
   type HoldView,
@@ -124,6 +128,15 @@ export interface HoldInput {
   /** The model_prices row in force when the call starts; capture prices the usage with it. */
   priceId?: string | null;
   actor?: Actor;
+  /**
+   * false: return once the hold is committed and visible to every other transaction (so it
+   * reserves the money against concurrent holds at once), without waiting for it to reach disk.
+   * Sound for a hold taken right before a call whose capture follows: the capture is durable
+   * before it returns, and the WAL is flushed in order, so a durable capture implies a durable
+   * hold; a database crash in between loses only the reservation (with everything after it), as
+   * a gateway crash mid-call would leave it to expire. Default true.
+   */
+  durable?: boolean;
 }
 
 export interface HoldForModelInput extends Omit<HoldInput, 'amountMicros' | 'modelId' | 'priceId'> {
@@ -161,6 +174,26 @@ export interface CaptureUsage {
   stepId?: string | null;
 }
 
+/**
+ * The audit row of a model call, written by the statement that settles its hold (so money, usage
+ * and audit commit together) and only when that statement settled it: a replay writes none.
+ */
+export interface SettlementAudit {
+  traceId: string;
+  actorType: ActorType | 'anonymous';
+  actorId: string | null;
+  action: string;
+  resourceType: string;
+  resourceId: string | null;
+  /** Defaults to the hold's organization. */
+  orgId: string | null;
+  projectId: string | null;
+  result: 'success' | 'failure' | 'denied';
+  ip: string | null;
+  userAgent: string | null;
+  details: Record<string, unknown>;
+}
+
 export interface CaptureInput {
   holdId: string;
   idempotencyKey: string;
@@ -168,6 +201,28 @@ export interface CaptureInput {
   /** The cost, when it is not tokens × the hold's price (e.g. a hold taken without a model). */
   costMicros?: Micros;
   actor?: Actor;
+  /**
+   * What the caller knows of the hold from its own hold call: its amount, and the rates of the
+   * price it was taken at. With it (and usage.traceId, modelName, upstreamModel) a capture within
+   * the hold is one statement, without reading the hold first; the statement checks the hold
+   * still is exactly that, and otherwise the capture takes the general path.
+   */
+  known?: { amountMicros: Micros; price?: Pick<ModelPrice, 'inputMicrosPerMillion' | 'outputMicrosPerMillion'> | null };
+  audit?: SettlementAudit;
+}
+
+/** A failed call's zero-cost usage row, written with its release. */
+export interface ReleaseUsage {
+  traceId: string;
+  modelName: string;
+  upstreamModel: string;
+  latencyMs?: number;
+  status?: UsageStatus;
+  errorCode?: string | null;
+  projectId?: string | null;
+  apiKeyId?: string | null;
+  userId?: string | null;
+  modelId?: string | null;
 }
 
 export interface ReleaseInput {
@@ -175,6 +230,8 @@ export interface ReleaseInput {
   idempotencyKey: string;
   reason?: string | null;
   actor?: Actor;
+  /** The call's usage and audit rows, written by the releasing statement (a replay writes none). */
+  record?: { usage: ReleaseUsage; audit: SettlementAudit };
 }
 
 export interface ExpireResult {
@@ -352,6 +409,13 @@ function requireUuid(id: unknown, what: string): string {
   return id;
 }
 
+function auditParams(a: SettlementAudit): unknown[] {
+  return [
+    a.traceId, a.actorType, a.actorId, a.action, a.resourceType, a.resourceId, a.orgId, a.projectId, a.result, a.ip,
+    a.userAgent?.slice(0, 500) ?? null, JSON.stringify(a.details),
+  ];
+}
+
 function idempotencyConflict(key: string, tx: TxRecord): AppError {
   return new AppError('idempotency_conflict', 'this idempotency key was already used with different parameters', {
     details: { idempotency_key: key, first_kind: tx.kind, first_transaction_id: tx.id },
@@ -381,13 +445,32 @@ WITH w AS (
 )
 SELECT ${cols('h', HOLD_COLUMNS)}, ${cols('t', TX_COLUMNS)} FROM h, t`;
 
+// The audit row of a settlement, written by the settling statement itself (one commit), and only
+// when that statement settled the hold: a replay writes none. $n…$n+11 are its parameters (auditParams).
+const AUDIT_COLUMNS = 'trace_id, actor_type, actor_id, action, resource_type, resource_id, org_id, project_id, result, ip, user_agent, details';
+const auditCte = (n: number) => `, a AS (
+  INSERT INTO audit_logs (${AUDIT_COLUMNS})
+  SELECT $${n}::text, $${n + 1}::"ActorType", $${n + 2}::text, $${n + 3}::text, $${n + 4}::text, $${n + 5}::text, COALESCE($${n + 6}::uuid, h.org_id),
+         $${n + 7}::uuid, $${n + 8}::"AuditResult", $${n + 9}::text, $${n + 10}::text, $${n + 11}::jsonb
+  FROM h
+)`;
+
 // $2 is what is charged; the wallet gives back the whole hold from frozen and takes the charge
 // from the balance. Within the hold (charge ≤ hold) this cannot break balance ≥ frozen whatever
 // else happened to the wallet, so it needs no prior read of the wallet.
-const CAPTURE_SQL = `
+// `known`: the caller priced the call from what it knew of the hold (its amount, its price row's
+// rates) without reading it; $23–$25 make the statement write nothing unless the hold still is
+// exactly that, so a stale guess falls back to the general path instead of mispricing.
+function captureSql(options: { known: boolean; audited: boolean }): string {
+  const guard = options.known
+    ? ` AND amount_micros = $23::bigint
+    AND ($24::bigint IS NULL OR EXISTS (SELECT 1 FROM model_prices p WHERE p.id = holds.price_id
+         AND p.input_micros_per_million = $24::bigint AND p.output_micros_per_million = $25::bigint))`
+    : '';
+  return `
 WITH h AS (
   UPDATE holds SET status = 'captured', captured_micros = $2::bigint, settled_at = now()
-  WHERE id = $1::uuid AND status = 'active'
+  WHERE id = $1::uuid AND status = 'active'${guard}
   RETURNING *
 ), w AS (
   UPDATE wallets SET balance_micros = balance_micros - $2::bigint, frozen_micros = frozen_micros - h.amount_micros, updated_at = now()
@@ -407,11 +490,28 @@ WITH h AS (
          COALESCE($15::text, h.run_id), COALESCE($16::text, h.step_id), $18::"ActorType", $19::text, $20::text, $21::text, $22::jsonb
   FROM w, h
   RETURNING *
-)
+)${options.audited ? auditCte(options.known ? 26 : 23) : ''}
 SELECT ${cols('h', HOLD_COLUMNS)}, ${cols('t', TX_COLUMNS)}, u.id AS usage_id FROM h, t, u`;
+}
+
+const CAPTURE_SQL = captureSql({ known: false, audited: false });
+const CAPTURE_AUDITED_SQL = captureSql({ known: false, audited: true });
+const CAPTURE_KNOWN_SQL = captureSql({ known: true, audited: false });
+const CAPTURE_KNOWN_AUDITED_SQL = captureSql({ known: true, audited: true });
 
 // Release or expire: the whole hold goes back from frozen. $3 limits an expiry to holds past it.
-const RELEASE_SQL = `
+// `recorded`: a failed call's zero-cost usage row ($10–$19) and its audit row go with the release.
+function releaseSql(options: { recorded: boolean }): string {
+  const recorded = options.recorded
+    ? `, u AS (
+  INSERT INTO usage_records (trace_id, org_id, project_id, api_key_id, user_id, model_id, model_name, upstream_model, hold_id,
+                             latency_ms, status, error_code, run_id, step_id)
+  SELECT $10::text, h.org_id, COALESCE($11::uuid, h.project_id), $12::uuid, $13::uuid, COALESCE($14::uuid, h.model_id), $15::text, $16::text,
+         h.id, $17::int, $18::"UsageStatus", $19::text, h.run_id, h.step_id
+  FROM h
+)${auditCte(20)}`
+    : '';
+  return `
 WITH h AS (
   UPDATE holds SET status = $2::"HoldStatus", settled_at = now()
   WHERE id = $1::uuid AND status = 'active' AND ($3::timestamptz IS NULL OR expires_at <= $3::timestamptz)
@@ -426,8 +526,12 @@ WITH h AS (
          h.step_id, $5::"ActorType", $6::text, $7::text, $8::text, $9::jsonb
   FROM w, h
   RETURNING *
-)
+)${recorded}
 SELECT ${cols('h', HOLD_COLUMNS)}, ${cols('t', TX_COLUMNS)} FROM h, t`;
+}
+
+const RELEASE_SQL = releaseSql({ recorded: false });
+const RELEASE_RECORDED_SQL = releaseSql({ recorded: true });
 
 // Top-up and adjustment (signed $2): the balance moves, never below frozen; an audit row goes
 // with it in the same statement.
@@ -638,10 +742,14 @@ export class Ledger {
     });
     return withSerializationRetry(async () => {
       try {
-        const { rows } = await this.writes.query(HOLD_SQL, [
-          input.orgId, amount.toString(), input.projectId ?? null, key, input.traceId ?? null, input.runId ?? null, input.stepId ?? null,
-          input.modelId ?? null, input.priceId ?? null, expiresAt, actor.type, actor.id ?? null, hash,
-        ]);
+        const { rows } = await this.writes.query(
+          HOLD_SQL,
+          [
+            input.orgId, amount.toString(), input.projectId ?? null, key, input.traceId ?? null, input.runId ?? null, input.stepId ?? null,
+            input.modelId ?? null, input.priceId ?? null, expiresAt, actor.type, actor.id ?? null, hash,
+          ],
+          { name: 'ledger_hold', durable: input.durable ?? true },
+        );
         if (rows[0]) return { hold: toHold(pick(rows[0], 'h')), transaction: publicTx(toTx(pick(rows[0], 't'))), replayed: false };
       } catch (error) {
         if (!isKeyCollision(error)) throw error;
@@ -714,7 +822,54 @@ export class Ledger {
     const { latencyMs: _latency, ...hashedUsage } = usage;
     const hash = requestHash('capture', { holdId: input.holdId, usage: { ...hashedUsage, promptTokens, completionTokens }, cost: input.costMicros ?? null });
 
+    const audit = input.audit ? auditParams(input.audit) : null;
+    const params = (holdAmount: bigint, cost: bigint, s: CaptureSettlement, traceId: string, modelName: string, upstreamModel: string) => {
+      const details: Record<string, string> = {
+        cost_micros: cost.toString(),
+        charged_micros: s.chargedMicros.toString(),
+        released_micros: s.releasedMicros.toString(),
+        uncollected_micros: s.uncollectedMicros.toString(),
+      };
+      if (cost > holdAmount) details.overage_rule = OVERAGE_RULE;
+      const reason = s.uncollectedMicros > 0n ? `overage: ${s.uncollectedMicros} micros uncollected (${OVERAGE_RULE})` : null;
+      return [
+        input.holdId, s.chargedMicros.toString(), traceId, usage.projectId ?? null, usage.apiKeyId ?? null, usage.userId ?? null,
+        usage.modelId ?? null, modelName, upstreamModel, promptTokens, completionTokens, latencyMs, usage.status ?? 'success',
+        usage.errorCode ?? null, usage.runId ?? null, usage.stepId ?? null, key, actor.type, actor.id ?? null, reason, hash,
+        JSON.stringify(details),
+      ];
+    };
+    const finish = (row: Row, cost: bigint, s: CaptureSettlement): CaptureResult => ({
+      hold: toHold(pick(row, 'h')),
+      transaction: publicTx(toTx(pick(row, 't'))),
+      replayed: false,
+      costMicros: cost,
+      ...s,
+      usageRecordId: String(row.usage_id),
+    });
+    const known = input.known;
+    const knownCost =
+      known && typeof known.amountMicros === 'bigint' && known.amountMicros > 0n && usage.traceId && usage.modelName && usage.upstreamModel
+        ? (input.costMicros ?? (known.price ? costOf(known.price, { promptTokens, completionTokens }) : undefined))
+        : undefined;
+
     return withSerializationRetry(async () => {
+      if (knownCost !== undefined && knownCost <= known!.amountMicros) {
+        // The caller's view of the hold, checked by the statement itself: one round trip, one commit.
+        const s = settleCapture(knownCost, known!.amountMicros, 0n);
+        const rates = input.costMicros === undefined ? [known!.price!.inputMicrosPerMillion.toString(), known!.price!.outputMicrosPerMillion.toString()] : [null, null];
+        try {
+          const done = await this.writes.query(
+            audit ? CAPTURE_KNOWN_AUDITED_SQL : CAPTURE_KNOWN_SQL,
+            [...params(known!.amountMicros, knownCost, s, usage.traceId!, usage.modelName!, usage.upstreamModel!), known!.amountMicros.toString(), ...rates, ...(audit ?? [])],
+            { name: audit ? 'ledger_capture_known_audited' : 'ledger_capture_known' },
+          );
+          if (done.rows[0]) return finish(done.rows[0], knownCost, s);
+        } catch (error) {
+          if (!isKeyCollision(error)) throw error;
+        }
+        // Not active any more, not what the caller thought, or the key is taken: the general path.
+      }
       const { rows } = await this.pool.query(
         `SELECT ${cols('h', HOLD_COLUMNS)}, p.input_micros_per_million::text AS p_in, p.output_micros_per_million::text AS p_out,
                 m.name AS m_name, m.upstream_model AS m_upstream
@@ -736,38 +891,15 @@ export class Ledger {
       const modelName = usage.modelName ?? (pre.m_name as string | null);
       const upstreamModel = usage.upstreamModel ?? (pre.m_upstream as string | null) ?? modelName;
       if (!modelName || !upstreamModel) throw new AppError('validation_failed', 'the usage needs a model name');
-
-      const params = (s: CaptureSettlement) => {
-        const details: Record<string, string> = {
-          cost_micros: cost.toString(),
-          charged_micros: s.chargedMicros.toString(),
-          released_micros: s.releasedMicros.toString(),
-          uncollected_micros: s.uncollectedMicros.toString(),
-        };
-        if (cost > hold.amountMicros) details.overage_rule = OVERAGE_RULE;
-        const reason = s.uncollectedMicros > 0n ? `overage: ${s.uncollectedMicros} micros uncollected (${OVERAGE_RULE})` : null;
-        return [
-          hold.id, s.chargedMicros.toString(), traceId, usage.projectId ?? null, usage.apiKeyId ?? null, usage.userId ?? null,
-          usage.modelId ?? null, modelName, upstreamModel, promptTokens, completionTokens, latencyMs, usage.status ?? 'success',
-          usage.errorCode ?? null, usage.runId ?? null, usage.stepId ?? null, key, actor.type, actor.id ?? null, reason, hash,
-          JSON.stringify(details),
-        ];
-      };
-      const finish = (row: Row, s: CaptureSettlement): CaptureResult => ({
-        hold: toHold(pick(row, 'h')),
-        transaction: publicTx(toTx(pick(row, 't'))),
-        replayed: false,
-        costMicros: cost,
-        ...s,
-        usageRecordId: String(row.usage_id),
-      });
+      const sql = audit ? CAPTURE_AUDITED_SQL : CAPTURE_SQL;
+      const values = (s: CaptureSettlement) => [...params(hold.amountMicros, cost, s, traceId, modelName, upstreamModel), ...(audit ?? [])];
 
       try {
         if (cost <= hold.amountMicros) {
           // Within the hold: one statement, no wallet read needed.
           const s = settleCapture(cost, hold.amountMicros, 0n);
-          const done = await this.writes.query(CAPTURE_SQL, params(s));
-          if (done.rows[0]) return finish(done.rows[0], s);
+          const done = await this.writes.query(sql, values(s), { name: audit ? 'ledger_capture_audited' : 'ledger_capture' });
+          if (done.rows[0]) return finish(done.rows[0], cost, s);
         } else {
           // Above the hold: what can be collected depends on the wallet now, so lock, read, write.
           const done = await this.transaction(async (client) => {
@@ -778,8 +910,8 @@ export class Ledger {
               [hold.walletId],
             );
             const s = settleCapture(cost, hold.amountMicros, BigInt(w.rows[0]!.available));
-            const written = await client.query(CAPTURE_SQL, params(s));
-            return finish(written.rows[0]!, s);
+            const written = await client.query(sql, values(s));
+            return finish(written.rows[0]!, cost, s);
           });
           if (done) return done;
         }
@@ -820,11 +952,26 @@ export class Ledger {
     const key = requireKey(input.idempotencyKey);
     const actor = input.actor ?? SYSTEM_ACTOR;
     const hash = requestHash('release', { holdId: input.holdId });
+    const record = input.record;
+    let recorded: unknown[] = [];
+    if (record) {
+      const u = record.usage;
+      for (const [name, id] of [['projectId', u.projectId], ['apiKeyId', u.apiKeyId], ['userId', u.userId], ['modelId', u.modelId]] as const) {
+        if (id !== undefined && id !== null) requireUuid(id, name);
+      }
+      if (!u.traceId || !u.modelName || !u.upstreamModel) throw new AppError('validation_failed', 'the usage row needs a trace id and model names');
+      recorded = [
+        u.traceId, u.projectId ?? null, u.apiKeyId ?? null, u.userId ?? null, u.modelId ?? null, u.modelName, u.upstreamModel,
+        requireTokens(u.latencyMs ?? 0, 'latencyMs'), u.status ?? 'error', u.errorCode ?? null, ...auditParams(record.audit),
+      ];
+    }
     return withSerializationRetry(async () => {
       try {
-        const { rows } = await this.writes.query(RELEASE_SQL, [
-          input.holdId, 'released', null, key, actor.type, actor.id ?? null, input.reason ?? null, hash, '{}',
-        ]);
+        const { rows } = await this.writes.query(
+          record ? RELEASE_RECORDED_SQL : RELEASE_SQL,
+          [input.holdId, 'released', null, key, actor.type, actor.id ?? null, input.reason ?? null, hash, '{}', ...recorded],
+          { name: record ? 'ledger_release_recorded' : 'ledger_release' },
+        );
         if (rows[0]) {
           const hold = toHold(pick(rows[0], 'h'));
           return { hold, transaction: publicTx(toTx(pick(rows[0], 't'))), replayed: false, releasedMicros: hold.amountMicros };

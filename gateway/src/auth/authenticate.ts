@@ -40,20 +40,21 @@ export async function authenticate(deps: GatewayDeps, req: Request): Promise<Act
 }
 
 async function authenticateApiKey(deps: GatewayDeps, key: string): Promise<Actor> {
-  const invalid = new AppError('unauthenticated', 'Invalid, expired or revoked API key');
-  if (!API_KEY_PATTERN.test(key)) throw invalid;
+  // Built only when thrown: an Error captures a stack trace, which a hot path should not pay for.
+  const invalid = () => new AppError('unauthenticated', 'Invalid, expired or revoked API key');
+  if (!API_KEY_PATTERN.test(key)) throw invalid();
   const keyHash = hmacHex(deps.config.secrets.apiKeyPepper, key);
   const now = new Date();
   const cached = keyCache.get(keyHash);
   if (cached && now.getTime() - cached.cachedAt < KEY_CACHE_TTL_MS) {
-    if (cached.expiresAt && cached.expiresAt <= now) throw invalid;
+    if (cached.expiresAt && cached.expiresAt <= now) throw invalid();
     return cached.actor;
   }
   const row = await deps.prisma.apiKey.findUnique({
     where: { keyHash },
     include: { project: { select: { archivedAt: true } } },
   });
-  if (!row || row.revokedAt || (row.expiresAt && row.expiresAt <= now) || row.project.archivedAt) throw invalid;
+  if (!row || row.revokedAt || (row.expiresAt && row.expiresAt <= now) || row.project.archivedAt) throw invalid();
   if (!row.lastUsedAt || now.getTime() - row.lastUsedAt.getTime() > LAST_USED_WRITE_INTERVAL_MS) {
     // Throttled, and off the request's critical path.
     void deps.prisma.apiKey.update({ where: { id: row.id }, data: { lastUsedAt: now } }).catch(() => {});
@@ -65,14 +66,14 @@ async function authenticateApiKey(deps: GatewayDeps, key: string): Promise<Actor
 }
 
 async function authenticateSession(deps: GatewayDeps, token: string): Promise<Actor> {
-  const invalid = new AppError('unauthenticated', 'Your session has ended; sign in again');
-  if (!token.startsWith('dss_') || token.length > 100) throw invalid;
+  const invalid = () => new AppError('unauthenticated', 'Your session has ended; sign in again');
+  if (!token.startsWith('dss_') || token.length > 100) throw invalid();
   const session = await deps.prisma.session.findUnique({
     where: { tokenHash: hmacHex(deps.config.secrets.session, token) },
     include: { user: true },
   });
   const now = new Date();
-  if (!session || session.revokedAt || session.expiresAt <= now || session.user.disabledAt) throw invalid;
+  if (!session || session.revokedAt || session.expiresAt <= now || session.user.disabledAt) throw invalid();
   if (now.getTime() - session.lastSeenAt.getTime() > SESSION_TOUCH_INTERVAL_MS) {
     void deps.prisma.session.update({ where: { id: session.id }, data: { lastSeenAt: now } }).catch(() => {});
   }

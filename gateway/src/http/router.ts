@@ -135,7 +135,19 @@ export class ApiRouter {
       // auth
       ctx.actor = await authenticate(deps, req);
       auditInfo.actor = ctx.actor;
-      ctx.log = ctx.actor ? res.locals.log.child({ actor_type: ctx.actor.type, actor_id: ctx.actor.type === 'user' ? ctx.actor.userId : ctx.actor.keyId }) : res.locals.log;
+      if (ctx.actor) {
+        // Built on first use: most requests never log past the access line.
+        const actor = ctx.actor;
+        let log: Logger | undefined;
+        Object.defineProperty(ctx, 'log', {
+          configurable: true,
+          enumerable: true,
+          get: () => (log ??= res.locals.log.child({ actor_type: actor.type, actor_id: actor.type === 'user' ? actor.userId : actor.keyId })),
+          set: (value: Logger) => {
+            log = value;
+          },
+        });
+      }
       if (operation.auth !== 'public') {
         if (!ctx.actor) throw new AppError('unauthenticated', 'Sign in or send an API key');
         if (ctx.actor.type === 'api_key') {
@@ -254,7 +266,14 @@ function tenantOf(ctx: RequestContext): { orgId: string | null; projectId: strin
 }
 
 export function toJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v) => (typeof v === 'bigint' ? v.toString() : v));
+  // A replacer makes JSON.stringify call back for every value; most bodies hold no bigint, and
+  // for those that do the plain call throws a TypeError before anything is sent.
+  try {
+    return JSON.stringify(value);
+  } catch (error) {
+    if (!(error instanceof TypeError)) throw error;
+    return JSON.stringify(value, (_key, v) => (typeof v === 'bigint' ? v.toString() : v));
+  }
 }
 
 function send(res: Response, reply: Reply): void {

@@ -5,11 +5,11 @@
 // expires holds is the compensation of last resort.
 import type { Response } from 'express';
 import { AppError, countTokens, type Logger } from '@deepspace/core';
-import type { CatalogEntry } from '@deepspace/core/ai/catalog-cache';
-import { classifyUpstreamError, withUpstreamRetry, type OpenAI } from '@deepspace/core/ai/upstream';
+import type { CachedPrice, CatalogEntry } from '@deepspace/core/ai/catalog-cache';
+import { classifyUpstreamError, leanUpstream, withUpstreamRetry, type OpenAI } from '@deepspace/core/ai/upstream';
 import type { ApiRouter, RequestContext } from '../http/router.ts';
 import { assertPolicyAllows } from '../services/policy.ts';
-import { writeAuditGrouped } from '../services/audit.ts';
+import { settlementAudit } from '../services/audit.ts';
 import { estimateHoldMicros, type HoldResult } from '@deepspace/core/billing/index';
 
 // A hold outlives the longest possible call by this much; past that the expiry schedule returns it
@@ -40,16 +40,15 @@ async function enforcePolicy(ctx: RequestContext, projectId: string, model: stri
 }
 
 interface Settlement {
-  hold: HoldResult & { estimate: { promptTokens: number } | null };
+  hold: HoldResult & { estimate: { promptTokens: number } | null; price: CachedPrice };
   key: ApiKeyActor;
   model: CatalogEntry;
   startedAt: number;
 }
 
-/** The one audit row of a model call, carrying the request's trace id. */
-async function auditCall(ctx: RequestContext, s: Settlement, result: 'success' | 'failure', details: Record<string, unknown>) {
-  ctx.auditedByDomain();
-  await writeAuditGrouped(ctx.deps.ledger.writes, ctx.auditInfo, {
+/** The one audit row of a model call, carrying the request's trace id; the settling statement writes it. */
+function callAudit(ctx: RequestContext, s: Settlement, result: 'success' | 'failure', details: Record<string, unknown>) {
+  return settlementAudit(ctx.auditInfo, {
     action: 'ai.call',
     resourceType: 'model',
     resourceId: s.model.name,
@@ -62,6 +61,8 @@ async function auditCall(ctx: RequestContext, s: Settlement, result: 'success' |
 
 async function capture(ctx: RequestContext, s: Settlement, promptTokens: number, completionTokens: number, note: Record<string, unknown> = {}) {
   const latencyMs = Math.round(performance.now() - s.startedAt);
+  // Money, usage record and audit row in one statement and one commit; `known` lets the ledger
+  // skip re-reading the hold this request just took (the statement checks it is unchanged).
   const result = await ctx.deps.ledger.capture({
     holdId: s.hold.hold.id,
     idempotencyKey: `v1:${ctx.traceId}:capture`,
@@ -78,32 +79,39 @@ async function capture(ctx: RequestContext, s: Settlement, promptTokens: number,
       apiKeyId: s.key.keyId,
     },
     actor: { type: 'api_key', id: s.key.keyId },
+    known: { amountMicros: s.hold.hold.amountMicros, price: s.hold.price },
+    audit: callAudit(ctx, s, 'success', { prompt_tokens: promptTokens, completion_tokens: completionTokens, latency_ms: latencyMs, ...note }),
   });
-  await auditCall(ctx, s, 'success', { prompt_tokens: promptTokens, completion_tokens: completionTokens, latency_ms: latencyMs, ...note });
+  ctx.auditedByDomain();
   return result;
 }
 
 async function release(ctx: RequestContext, s: Settlement, errorCode: string, log: Logger) {
   const latencyMs = Math.round(performance.now() - s.startedAt);
   try {
-    await ctx.deps.ledger.release({ holdId: s.hold.hold.id, idempotencyKey: `v1:${ctx.traceId}:release`, reason: errorCode, actor: { type: 'api_key', id: s.key.keyId } });
-    // A failed call leaves a zero-cost usage row, so usage and audit tell the same story.
-    await ctx.deps.prisma.usageRecord.create({
-      data: {
-        traceId: ctx.traceId,
-        orgId: s.key.orgId,
-        projectId: s.key.projectId,
-        apiKeyId: s.key.keyId,
-        modelId: s.model.id,
-        modelName: s.model.name,
-        upstreamModel: s.model.upstreamModel,
-        holdId: s.hold.hold.id,
-        latencyMs,
-        status: 'error',
-        errorCode,
+    // A failed call leaves a zero-cost usage row, so usage and audit tell the same story; both go
+    // with the release, in its statement.
+    await ctx.deps.ledger.release({
+      holdId: s.hold.hold.id,
+      idempotencyKey: `v1:${ctx.traceId}:release`,
+      reason: errorCode,
+      actor: { type: 'api_key', id: s.key.keyId },
+      record: {
+        usage: {
+          traceId: ctx.traceId,
+          projectId: s.key.projectId,
+          apiKeyId: s.key.keyId,
+          modelId: s.model.id,
+          modelName: s.model.name,
+          upstreamModel: s.model.upstreamModel,
+          latencyMs,
+          status: 'error',
+          errorCode,
+        },
+        audit: callAudit(ctx, s, 'failure', { error: errorCode, latency_ms: latencyMs }),
       },
     });
-    await auditCall(ctx, s, 'failure', { error: errorCode, latency_ms: latencyMs });
+    ctx.auditedByDomain();
   } catch (error) {
     // The hold's expiry (and the expiry schedule) still returns the money if this fails.
     log.error({ err: error, hold_id: s.hold.hold.id }, 'release after a failed model call failed');
@@ -132,8 +140,11 @@ async function pricedHold(
     traceId: ctx.traceId,
     ttlMs: ctx.deps.config.upstream.timeoutMs + HOLD_TTL_MARGIN_MS,
     actor: { type: 'api_key', id: key.keyId },
+    // Visible (reserving the money) is what the call needs; the capture or release after it is
+    // durable before this request answers, and makes the hold durable with it (see HoldInput).
+    durable: false,
   });
-  return { ...result, estimate };
+  return { ...result, estimate, price };
 }
 
 function upstreamAppError(error: unknown): AppError {
@@ -190,7 +201,13 @@ export function openAiRoutes(api: ApiRouter): void {
     if (!body.stream) {
       let completion: OpenAI.Chat.Completions.ChatCompletion;
       try {
-        completion = await withUpstreamRetry(() => ctx.deps.upstream.chat.completions.create({ ...upstreamBody, stream: false } as never) as Promise<OpenAI.Chat.Completions.ChatCompletion>);
+        const lean = leanUpstream(ctx.deps.upstream);
+        const request = { ...upstreamBody, stream: false };
+        completion = await withUpstreamRetry(() =>
+          lean
+            ? lean.postJson<OpenAI.Chat.Completions.ChatCompletion>('chat/completions', request)
+            : (ctx.deps.upstream.chat.completions.create(request as never) as Promise<OpenAI.Chat.Completions.ChatCompletion>),
+        );
       } catch (error) {
         const appError = upstreamAppError(error);
         await release(ctx, settlement, appError.code, ctx.log);

@@ -1,0 +1,201 @@
+// The inline /v1 money path's shortcuts keep every ledger guarantee: captures that trust what the
+// caller knows of its hold, settlements that write their audit (and usage) rows themselves,
+// pipelined group-commit batches that commit asynchronously behind a flush barrier, visible-only
+// holds, leased rate-limit tokens and the cached token count.
+import { Tiktoken } from 'js-tiktoken/lite';
+import o200k_base from 'js-tiktoken/ranks/o200k_base';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { countTokens, Ledger, reconcile, type PgPool, type SettlementAudit } from '@deepspace/core';
+import { RateLimiter } from '../../gateway/src/services/rate-limit.ts';
+import { testRedis } from '../support/stack.ts';
+import { countRows, expectAppError, fundedWallet, key, newModel, testPool, trace } from './billing-fixtures.ts';
+
+let pool: PgPool;
+let ledger: Ledger;
+
+beforeAll(() => {
+  pool = testPool(10);
+  ledger = new Ledger(pool);
+});
+afterAll(async () => {
+  await pool.end();
+});
+
+const PRICE = { input: 150_000n, output: 600_000n };
+const rates = { inputMicrosPerMillion: PRICE.input, outputMicrosPerMillion: PRICE.output };
+
+function audit(traceId: string, details: Record<string, unknown>): SettlementAudit {
+  return {
+    traceId, actorType: 'api_key', actorId: 'key-1', action: 'ai.call', resourceType: 'model', resourceId: 'm', orgId: null,
+    projectId: null, result: 'success', ip: '127.0.0.1', userAgent: 'test', details,
+  };
+}
+
+async function heldCall(label: string, amount = 10_000n) {
+  const wallet = await fundedWallet(ledger, label, 1_000_000n);
+  const model = await newModel(pool, PRICE);
+  const t = trace();
+  const held = await ledger.hold({ orgId: wallet.orgId, amountMicros: amount, modelId: model.modelId, priceId: model.priceId, idempotencyKey: key('hold'), traceId: t });
+  const usage = { promptTokens: 1_000, completionTokens: 2_000, traceId: t, modelName: model.name, upstreamModel: model.upstreamModel };
+  return { wallet, model, t, held, usage };
+}
+
+describe('captures that say what they know of the hold', () => {
+  it('a capture with the right amount and price charges exactly what the general path would, and writes its audit row with it', async () => {
+    const { wallet, held, usage, t } = await heldCall('known-ok');
+    const result = await ledger.capture({ holdId: held.hold.id, idempotencyKey: key('cap'), usage, known: { amountMicros: 10_000n, price: rates }, audit: audit(t, { n: 1 }) });
+    // 1000 × 0.15 + 2000 × 0.60 = 150 + 1200 micros.
+    expect(result).toMatchObject({ replayed: false, costMicros: 1_350n, chargedMicros: 1_350n, releasedMicros: 8_650n });
+    expect(await ledger.getWallet(wallet.orgId)).toMatchObject({ balanceMicros: 998_650n, frozenMicros: 0n });
+    const rows = await pool.query(`SELECT result, details, org_id FROM audit_logs WHERE trace_id = $1 AND action = 'ai.call'`, [t]);
+    expect(rows.rows).toEqual([{ result: 'success', details: { n: 1 }, org_id: wallet.orgId }]);
+    expect(await countRows(pool, 'SELECT 1 FROM usage_records WHERE hold_id = $1 AND cost_micros = 1350', [held.hold.id])).toBe(1);
+  });
+
+  it('a stale guess (another amount, or other rates) writes nothing by itself and is priced from the hold as stored', async () => {
+    for (const known of [{ amountMicros: 20_000n, price: rates }, { amountMicros: 10_000n, price: { inputMicrosPerMillion: 1n, outputMicrosPerMillion: 1n } }]) {
+      const { held, usage, t } = await heldCall('known-stale');
+      const result = await ledger.capture({ holdId: held.hold.id, idempotencyKey: key('cap'), usage, known, audit: audit(t, {}) });
+      expect(result).toMatchObject({ replayed: false, costMicros: 1_350n, chargedMicros: 1_350n });
+      expect(await countRows(pool, `SELECT 1 FROM audit_logs WHERE trace_id = $1 AND action = 'ai.call'`, [t])).toBe(1);
+    }
+  });
+
+  it('a replayed capture returns the first one and writes no second audit or usage row', async () => {
+    const { held, usage, t } = await heldCall('known-replay');
+    const input = { holdId: held.hold.id, idempotencyKey: key('cap'), usage, known: { amountMicros: 10_000n, price: rates }, audit: audit(t, {}) };
+    const [a, b] = await Promise.all([ledger.capture(input), ledger.capture(input)]);
+    expect([a.replayed, b.replayed].sort()).toEqual([false, true]);
+    expect(a.transaction.id).toBe(b.transaction.id);
+    expect(await countRows(pool, `SELECT 1 FROM audit_logs WHERE trace_id = $1`, [t])).toBe(1);
+    expect(await countRows(pool, `SELECT 1 FROM usage_records WHERE hold_id = $1`, [held.hold.id])).toBe(1);
+  });
+
+  it('a cost above the hold still takes the locked overage path', async () => {
+    const { held, usage, t } = await heldCall('known-overage', 1_000n);
+    const result = await ledger.capture({ holdId: held.hold.id, idempotencyKey: key('cap'), usage, known: { amountMicros: 1_000n, price: rates }, audit: audit(t, {}) });
+    expect(result).toMatchObject({ costMicros: 1_350n, chargedMicros: 1_350n, uncollectedMicros: 0n });
+    expect(await countRows(pool, `SELECT 1 FROM audit_logs WHERE trace_id = $1`, [t])).toBe(1);
+  });
+});
+
+describe('releases that record the failed call', () => {
+  it('the zero-cost usage row and the audit row go with the release, once', async () => {
+    const { wallet, held, model, t } = await heldCall('release-record');
+    const input = {
+      holdId: held.hold.id,
+      idempotencyKey: key('rel'),
+      reason: 'upstream_error',
+      record: { usage: { traceId: t, modelName: model.name, upstreamModel: model.upstreamModel, errorCode: 'upstream_error', latencyMs: 12 }, audit: { ...audit(t, { error: 'upstream_error' }), result: 'failure' as const } },
+    };
+    const first = await ledger.release(input);
+    const again = await ledger.release(input);
+    expect([first.replayed, again.replayed]).toEqual([false, true]);
+    expect(await ledger.getWallet(wallet.orgId)).toMatchObject({ balanceMicros: 1_000_000n, frozenMicros: 0n });
+    const usage = await pool.query(`SELECT status, error_code, cost_micros::text AS cost, latency_ms FROM usage_records WHERE hold_id = $1`, [held.hold.id]);
+    expect(usage.rows).toEqual([{ status: 'error', error_code: 'upstream_error', cost: '0', latency_ms: 12 }]);
+    expect(await countRows(pool, `SELECT 1 FROM audit_logs WHERE trace_id = $1 AND result = 'failure'`, [t])).toBe(1);
+  });
+});
+
+describe('group commit', () => {
+  it('a batch with a failing statement is rolled back and re-run write by write: only that write fails', async () => {
+    const wallet = await fundedWallet(ledger, 'batch-rerun', 1_000_000n);
+    const shared = key('shared');
+    const before = ledger.writes.stats.rerunBatches;
+    // One write goes at once; the rest queue behind it and form one batch, where the second use of
+    // `shared` (other parameters) makes the statement fail.
+    const results = await Promise.allSettled([
+      ledger.hold({ orgId: wallet.orgId, amountMicros: 100n, idempotencyKey: key('first') }),
+      ledger.hold({ orgId: wallet.orgId, amountMicros: 100n, idempotencyKey: shared }),
+      ledger.hold({ orgId: wallet.orgId, amountMicros: 100n, idempotencyKey: key('ok-1') }),
+      ledger.hold({ orgId: wallet.orgId, amountMicros: 200n, idempotencyKey: shared }),
+      ledger.hold({ orgId: wallet.orgId, amountMicros: 100n, idempotencyKey: key('ok-2') }),
+    ]);
+    expect(results.map((r) => (r.status === 'fulfilled' ? 'ok' : (r.reason as { code: string }).code))).toEqual(['ok', 'ok', 'ok', 'idempotency_conflict', 'ok']);
+    expect(ledger.writes.stats.rerunBatches).toBeGreaterThan(before);
+    expect(await ledger.getWallet(wallet.orgId)).toMatchObject({ frozenMicros: 400n });
+    expect((await reconcile(pool, { walletIds: [wallet.id] })).drift).toEqual([]);
+  });
+
+  it('a visible-only hold reserves the money for every other transaction at once', async () => {
+    const wallet = await fundedWallet(ledger, 'visible-hold', 1_000n);
+    const held = await ledger.hold({ orgId: wallet.orgId, amountMicros: 600n, idempotencyKey: key('visible'), durable: false });
+    const other = testPool(1);
+    try {
+      const { rows } = await other.query(`SELECT status FROM holds WHERE id = $1`, [held.hold.id]);
+      expect(rows[0]?.status).toBe('active');
+      await expectAppError(new Ledger(other).hold({ orgId: wallet.orgId, amountMicros: 600n, idempotencyKey: key('too-much') }), 'insufficient_funds');
+    } finally {
+      await other.end();
+    }
+  });
+
+  it('concurrent visible holds and durable captures on one wallet stay exact', async () => {
+    const wallet = await fundedWallet(ledger, 'mixed-batches', 100_000n);
+    await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        const t = trace();
+        const held = await ledger.hold({ orgId: wallet.orgId, amountMicros: 1_000n, idempotencyKey: key(`h${i}`), traceId: t, durable: false });
+        await ledger.capture({ holdId: held.hold.id, idempotencyKey: key(`c${i}`), usage: { promptTokens: 1, completionTokens: 1, traceId: t, modelName: 'm', upstreamModel: 'm' }, costMicros: 250n, known: { amountMicros: 1_000n } });
+      }),
+    );
+    expect(await ledger.getWallet(wallet.orgId)).toMatchObject({ balanceMicros: 90_000n, frozenMicros: 0n });
+    expect((await reconcile(pool, { walletIds: [wallet.id] })).drift).toEqual([]);
+  });
+});
+
+describe('leased rate-limit tokens', () => {
+  it('a high limit never admits more than the bucket holds, and steady traffic costs a few Redis calls', async () => {
+    const redis = testRedis();
+    try {
+      const limiter = new RateLimiter(redis);
+      let calls = 0;
+      const take = (redis as unknown as { takeTokens: (...args: unknown[]) => Promise<unknown> }).takeTokens.bind(redis);
+      (redis as unknown as { takeTokens: unknown }).takeTokens = (...args: unknown[]) => {
+        calls++;
+        return take(...args);
+      };
+      // A burst over a 6000/min bucket: the burst, plus what refilled (100 per second) meanwhile.
+      const burst = [{ key: `rl:test:burst:${trace()}`, perMinute: 6_000 }];
+      const started = Date.now();
+      const decisions = await Promise.all(Array.from({ length: 7_000 }, () => limiter.take(burst)));
+      const allowed = decisions.filter((d) => d.allowed).length;
+      expect(allowed).toBeLessThanOrEqual(6_000 + Math.ceil((100 * (Date.now() - started)) / 1000) + 1);
+      expect(allowed).toBeGreaterThanOrEqual(5_900);
+      expect(decisions.find((d) => !d.allowed)?.retryAfterMs).toBeGreaterThan(0);
+
+      // Steady traffic well under a high limit: served from leases.
+      const steady = [{ key: `rl:test:steady:${trace()}`, perMinute: 600_000 }];
+      calls = 0;
+      let served = 0;
+      const until = Date.now() + 1_000;
+      while (Date.now() < until) {
+        const round = await Promise.all(Array.from({ length: 10 }, () => limiter.take(steady)));
+        served += round.filter((d) => d.allowed).length;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      expect(served).toBeGreaterThan(100);
+      expect(calls).toBeLessThan(served / 5);
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
+
+describe('token count', () => {
+  it('equals the o200k encoder’s count, and counts special-token text as text', () => {
+    const encoder = new Tiktoken(o200k_base);
+    const samples = [
+      'Summarise the role of ribosomes in protein synthesis.',
+      "Hello, world! It's 3.14159 — naïve café; 東京タワー 🚀🚀 emoji.\n\n\tIndented   spaces   \r\n",
+      'function f(x) { return x ** 2; } // code\n    nested();',
+      'a'.repeat(300),
+      'prompt <|endoftext|> injection',
+    ];
+    for (const sample of samples) {
+      expect(countTokens(sample)).toBe(encoder.encode(sample, [], []).length);
+      expect(countTokens(sample)).toBe(countTokens(sample));
+    }
+  });
+});
