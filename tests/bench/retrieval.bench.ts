@@ -14,6 +14,7 @@ import { embedText } from '@deepspace/upstream-simulator/embeddings';
 import { KnowledgeIndex } from '@deepspace/core/knowledge/index-store';
 import type { IndexedChunk, RetrievalMode } from '@deepspace/core/knowledge/types';
 import { round, type BenchResult, type BenchSuite } from './harness.ts';
+import { mulberry32 as mulberry32Prng } from '@deepspace/upstream-simulator/prng';
 
 const DIMS = 256;
 const MODEL = 'sim-embedding-small';
@@ -27,16 +28,7 @@ const DOCUMENTS = 500;
 
 // ── synthetic corpus ──
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32Prng;
 
 const SYLLABLES = ['ka', 'to', 'ri', 'men', 'sol', 'tra', 'vex', 'lin', 'por', 'qua', 'dra', 'el', 'ion', 'ter', 'ab', 'cy', 'neo', 'phi', 'zo', 'mar', 'gen', 'lux', 'ost', 'ber'];
 const FUNCTION_WORDS = 'the of and in to with for was were by on at from as is that this after under'.split(' ');
