@@ -197,7 +197,7 @@ describe('web app shell', () => {
 
     const sidebar = page.getByRole('navigation', { name: 'Sections' })
     for (const label of WEB_SECTIONS) {
-      await expect.poll(() => sidebar.getByRole('link', { name: label, exact: true }).isVisible()).toBe(true)
+      await expect.poll(() => sidebar.getByRole('link', { name: label, exact: true }).isVisible(), { timeout: 20_000 }).toBe(true)
     }
     await page.getByText('gateway online').waitFor()
     await page.getByText('Project home is not built yet').waitFor()
@@ -255,7 +255,7 @@ describe('admin app shell', () => {
 
     const sidebar = page.getByRole('navigation', { name: 'Sections' })
     for (const label of ADMIN_SECTIONS) {
-      await expect.poll(() => sidebar.getByRole('link', { name: label, exact: true }).isVisible()).toBe(true)
+      await expect.poll(() => sidebar.getByRole('link', { name: label, exact: true }).isVisible(), { timeout: 20_000 }).toBe(true)
     }
     await page.getByText('gateway online').waitFor()
 
