@@ -39,11 +39,18 @@ describe('sign-up and sessions', () => {
 
   it('a second sign-up with the same email is a 409 and creates nothing', async () => {
     const tenant = await signUp(gateway.url, 'dup');
-    const before = await gateway.deps.prisma.organization.count();
-    const res = await new ApiClient(gateway.url).post('/api/v1/auth/signup', { email: tenant.email, password: 'another password', name: 'Dup' });
+    // Other suites sign up in parallel against the same database: count only what this request could create.
+    const orgName = `Dup ${tenant.email}`;
+    const countCreated = async () => ({
+      organizations: await gateway.deps.prisma.organization.count({ where: { name: orgName } }),
+      users: await gateway.deps.prisma.user.count({ where: { email: tenant.email } }),
+    });
+    const before = await countCreated();
+    const res = await new ApiClient(gateway.url).post('/api/v1/auth/signup', { email: tenant.email, password: 'another password', name: 'Dup', organization_name: orgName });
     expect(res.status).toBe(409);
     expect(res.body.error.code).toBe('conflict');
-    expect(await gateway.deps.prisma.organization.count()).toBe(before);
+    expect(await countCreated()).toEqual(before);
+    expect(before).toEqual({ organizations: 0, users: 1 });
   });
 
   it('login with a wrong password is 401 invalid_credentials; the same for an unknown email', async () => {
