@@ -16,6 +16,7 @@ import {
   type PgPool,
 } from '@deepspace/core';
 import { addPrice, ADMIN, countRows, expectAppError, fundedWallet, key, newModel, newOrganization, testPool, trace } from './billing-fixtures.ts';
+import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
 
 let pool: PgPool;
 let ledger: Ledger;
@@ -387,6 +388,59 @@ describe('pricing and estimates', () => {
     const again = await ledger.holdForModel(input);
     expect(again).toMatchObject({ replayed: true, hold: { id: first.hold.id, amountMicros: first.hold.amountMicros } });
     await expectAppError(ledger.holdForModel({ ...input, model: 'no-such-model' }), 'not_found');
+    await expectNoDrift(wallet.id);
+  });
+});
+
+describe('holdForModel with a cached catalog', () => {
+  it('holds with the cached model and price in one statement, and tells replays from conflicts as the uncached path does', async () => {
+    const model = await newModel(pool, { input: 1_000_000n, output: 1_000_000n, effectiveFrom: new Date(Date.now() - 60_000) });
+    const other = await newModel(pool, { input: 1_000_000n, output: 1_000_000n, effectiveFrom: new Date(Date.now() - 60_000) });
+    const wallet = await fundedWallet(ledger, 'hold-catalog', 100_000n);
+    const catalog = new ModelCatalog(pool);
+    // A ledger on its own pool whose connections count the statements they send.
+    const counted = testPool();
+    let statements = 0;
+    counted.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+        statements++;
+        return query(...args);
+      };
+    });
+    const countedLedger = new Ledger(counted);
+    const input = { orgId: wallet.orgId, model: model.name, messages: [{ role: 'user', content: 'hello world' }], maxTokens: 10, idempotencyKey: key('hold'), traceId: trace(), catalog };
+    await catalog.all(); // warm: what a worker's catalog is after its first call
+    await catalog.priceAt(model.modelId);
+    await counted.query('SELECT 1'); // a connection open before counting
+    statements = 0;
+
+    const first = await countedLedger.holdForModel(input);
+    expect(statements).toBe(1);
+    await counted.end();
+    expect(first).toMatchObject({ replayed: false, model: { id: model.modelId, name: model.name }, price: { id: model.priceId }, estimate: { promptTokens: 9 } });
+    expect(first.hold).toMatchObject({ priceId: model.priceId, modelId: model.modelId, amountMicros: 19n, status: 'active' });
+
+    // The same call again: the first hold. A different estimate for the same key (a newer price,
+    // a longer prompt) is still this org's hold for this model: a replay, as without a catalog.
+    expect(await ledger.holdForModel(input)).toMatchObject({ replayed: true, hold: { id: first.hold.id, amountMicros: 19n } });
+    const longer = await ledger.holdForModel({ ...input, messages: [{ role: 'user', content: 'hello world, and much more than that' }] });
+    expect(longer).toMatchObject({ replayed: true, hold: { id: first.hold.id, amountMicros: 19n } });
+    // The key for another model, or another org, is a conflict.
+    await expectAppError(ledger.holdForModel({ ...input, model: other.name }), 'idempotency_conflict');
+    const stranger = await fundedWallet(ledger, 'hold-catalog-other', 100_000n);
+    await expectAppError(ledger.holdForModel({ ...input, orgId: stranger.orgId }), 'idempotency_conflict');
+    // Not enough money and unknown models are refused the same way.
+    await expectAppError(ledger.holdForModel({ ...input, idempotencyKey: key('big'), maxTokens: 1_000_000 }), 'insufficient_funds');
+    await expectAppError(ledger.holdForModel({ ...input, idempotencyKey: key('none'), model: 'no-such-model' }), 'not_found');
+    expect(await countRows(pool, `SELECT 1 FROM holds WHERE wallet_id = $1`, [wallet.id])).toBe(1);
+
+    // A model deactivated after the cache was filled: the cache may hold for it ≤ 10 s (as /v1
+    // does); once refreshed, the model is refused.
+    await pool.query('UPDATE models SET is_active = false WHERE id = $1', [model.modelId]);
+    catalog.invalidate();
+    await expectAppError(ledger.holdForModel({ ...input, idempotencyKey: key('inactive') }), 'policy_violation');
+    await ledger.release({ holdId: first.hold.id, idempotencyKey: key('rel') });
     await expectNoDrift(wallet.id);
   });
 });

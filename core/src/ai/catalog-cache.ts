@@ -19,6 +19,7 @@ const TTL_MS = 10_000;
 export interface CachedPrice {
   id: string;
   modelId: string;
+  currency: string;
   inputMicrosPerMillion: bigint;
   outputMicrosPerMillion: bigint;
   effectiveFrom: Date;
@@ -71,7 +72,7 @@ export class ModelCatalog {
   async priceAt(modelId: string, at: Date = new Date()): Promise<CachedPrice | undefined> {
     if (!this.prices || Date.now() - this.prices.at >= TTL_MS) {
       const { rows } = await this.pool.query<Record<string, unknown>>(
-        `SELECT id, model_id, input_micros_per_million::text AS i, output_micros_per_million::text AS o, effective_from
+        `SELECT id, model_id, currency, input_micros_per_million::text AS i, output_micros_per_million::text AS o, effective_from
          FROM model_prices ORDER BY model_id, effective_from DESC`,
       );
       const byModel = new Map<string, CachedPrice[]>();
@@ -80,6 +81,7 @@ export class ModelCatalog {
         list.push({
           id: r.id as string,
           modelId: r.model_id as string,
+          currency: r.currency as string,
           inputMicrosPerMillion: BigInt(r.i as string),
           outputMicrosPerMillion: BigInt(r.o as string),
           effectiveFrom: r.effective_from as Date,

@@ -147,6 +147,17 @@ export interface HoldForModelInput extends Omit<HoldInput, 'amountMicros' | 'mod
   maxTokens: number;
   /** When the call starts (price lookup); defaults to now. */
   at?: Date;
+  /**
+   * A cached catalog (core/src/ai/catalog-cache.ts) to resolve the model and its price without a
+   * query each: the hold is then one statement. Without it both are read from the database.
+   */
+  catalog?: HoldCatalog;
+}
+
+/** What holdForModel needs of a model catalog cache (active models only). */
+export interface HoldCatalog {
+  all(): Promise<Map<string, { id: string; name: string; upstreamModel: string }>>;
+  priceAt(modelId: string, at?: Date): Promise<ModelPrice | undefined>;
 }
 
 export interface HoldForModelResult extends HoldResult {
@@ -774,6 +785,32 @@ export class Ledger {
    */
   async holdForModel(input: HoldForModelInput): Promise<HoldForModelResult> {
     const key = requireKey(input.idempotencyKey);
+    const { model: _model, messages: _messages, promptTokens: _prompt, maxTokens: _max, at: _at, catalog, ...rest } = input;
+    const estimateFor = (price: Pick<ModelPrice, 'inputMicrosPerMillion' | 'outputMicrosPerMillion'>) =>
+      input.messages !== undefined
+        ? estimateHoldMicros({ price, messages: input.messages, maxTokens: input.maxTokens })
+        : estimateHoldMicros({ price, promptTokens: input.promptTokens ?? 0, maxTokens: input.maxTokens });
+
+    if (catalog) {
+      // Fast path: model and price from the cache, then one statement. A replay whose estimate is
+      // the same returns the first hold from the statement's fallback lookup.
+      const models = await catalog.all();
+      const cached = models.get(input.model) ?? [...models.values()].find((m) => m.id === input.model);
+      const price = cached ? await catalog.priceAt(cached.id, input.at ?? new Date()) : undefined;
+      if (cached && price) {
+        const estimate = estimateFor(price);
+        try {
+          const result = await this.hold({ ...rest, amountMicros: estimate.amountMicros, modelId: cached.id, priceId: price.id });
+          const model = { id: cached.id, name: cached.name, upstreamModel: cached.upstreamModel };
+          return result.replayed ? { ...result, estimate: null, model, price: null } : { ...result, estimate, model, price };
+        } catch (error) {
+          // The key's hold was estimated otherwise (an earlier price or prompt): the path below
+          // tells a replay (this org's hold for this model) from a conflict.
+          if (!(error instanceof AppError && error.code === 'idempotency_conflict')) throw error;
+        }
+      }
+    }
+
     const { rows: models } = await this.pool.query<{ id: string; name: string; upstream_model: string; is_active: boolean }>(
       `SELECT id, name, upstream_model, is_active FROM models WHERE name = $1 OR id::text = $1`,
       [input.model],
@@ -789,11 +826,7 @@ export class Ledger {
     }
     if (!model.is_active) throw new AppError('policy_violation', `model "${model.name}" is not active`);
     const price = await requirePriceInForce(this.pool, model.id, input.at ?? new Date());
-    const estimate =
-      input.messages !== undefined
-        ? estimateHoldMicros({ price, messages: input.messages, maxTokens: input.maxTokens })
-        : estimateHoldMicros({ price, promptTokens: input.promptTokens ?? 0, maxTokens: input.maxTokens });
-    const { model: _model, messages: _messages, promptTokens: _prompt, maxTokens: _max, at: _at, ...rest } = input;
+    const estimate = estimateFor(price);
     const result = await this.hold({ ...rest, amountMicros: estimate.amountMicros, modelId: model.id, priceId: price.id });
     return { ...result, estimate, model: modelView, price };
   }

@@ -35,6 +35,8 @@ export interface BillingHoldOutput {
   promptTokens: number | null;
   expiresAt: string;
   replayed: boolean;
+  /** The price the hold was estimated at (null on a replay), for a one-statement capture. */
+  price?: { inputMicrosPerMillion: string; outputMicrosPerMillion: string } | null;
 }
 
 export interface BillingCaptureInput {
@@ -43,6 +45,12 @@ export interface BillingCaptureInput {
   usage: CaptureUsage;
   /** Only for holds without a price: the cost in micros, as a decimal string. */
   costMicros?: string;
+  /**
+   * The hold as its taker saw it (amount and price, decimal strings): the capture is then one
+   * statement that checks the hold still is exactly that (the ledger's `known`). Needs the usage's
+   * traceId, modelName and upstreamModel.
+   */
+  known?: { amountMicros: string; inputMicrosPerMillion: string; outputMicrosPerMillion: string };
 }
 
 export interface BillingCaptureOutput {
@@ -99,13 +107,13 @@ async function failing<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-export function createBillingActivities(deps: Pick<ActivityDeps, 'prisma' | 'pool' | 'logger' | 'workerIdentity'>) {
+export function createBillingActivities(deps: Pick<ActivityDeps, 'prisma' | 'pool' | 'logger' | 'workerIdentity' | 'catalog'>) {
   const ledger = new Ledger(deps.pool);
   return {
     async billingHold(input: BillingHoldInput): Promise<BillingHoldOutput> {
       return failing(async () => {
         const { model, ttlSeconds, ...rest } = input;
-        const result = await ledger.holdForModel({ ...rest, model, ttlMs: ttlSeconds === undefined ? undefined : ttlSeconds * 1000 });
+        const result = await ledger.holdForModel({ ...rest, model, ttlMs: ttlSeconds === undefined ? undefined : ttlSeconds * 1000, catalog: deps.catalog });
         return {
           holdId: result.hold.id,
           amountMicros: result.hold.amountMicros.toString(),
@@ -116,6 +124,7 @@ export function createBillingActivities(deps: Pick<ActivityDeps, 'prisma' | 'poo
           promptTokens: result.estimate?.promptTokens ?? null,
           expiresAt: result.hold.expiresAt.toISOString(),
           replayed: result.replayed,
+          price: result.price ? { inputMicrosPerMillion: result.price.inputMicrosPerMillion.toString(), outputMicrosPerMillion: result.price.outputMicrosPerMillion.toString() } : null,
         };
       });
     },
@@ -127,6 +136,12 @@ export function createBillingActivities(deps: Pick<ActivityDeps, 'prisma' | 'poo
           idempotencyKey: input.idempotencyKey,
           usage: input.usage,
           costMicros: input.costMicros === undefined ? undefined : BigInt(input.costMicros),
+          known: input.known
+            ? {
+                amountMicros: BigInt(input.known.amountMicros),
+                price: { inputMicrosPerMillion: BigInt(input.known.inputMicrosPerMillion), outputMicrosPerMillion: BigInt(input.known.outputMicrosPerMillion) },
+              }
+            : undefined,
         });
         return {
           holdId: result.hold.id,

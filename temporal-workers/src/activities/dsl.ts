@@ -16,7 +16,7 @@ import { compileJsonSchema, validateInputs, validateWorkflow } from '@deepspace/
 import { Ledger, isAppError } from '@deepspace/core';
 import { retrieveChunks, type Citation } from '@deepspace/core/knowledge/retrieve';
 import type { ActivityDeps } from './index.ts';
-import { createBillingActivities, type BillingHoldInput } from './billing.ts';
+import { createBillingActivities, type BillingCaptureInput, type BillingHoldInput } from './billing.ts';
 
 export type { DslRunInput };
 
@@ -85,6 +85,8 @@ export interface DslBeginLlmStepResult {
   maxTokens: number;
   holdId: string;
   amountMicros: string;
+  /** The hold's price when this call took it (absent on a replay): lets the capture be one statement. */
+  price?: { inputMicrosPerMillion: string; outputMicrosPerMillion: string } | null;
 }
 
 /** The end of an llm step, in one local activity: capture, then the step's final row and event. */
@@ -103,6 +105,8 @@ export interface DslSettleLlmStepInput {
   calls: number;
   /** The run's cost before this step, for the event's running total. */
   costBeforeMicros: string;
+  /** The hold as taken (see BillingCaptureInput.known). */
+  known?: BillingCaptureInput['known'];
 }
 
 export interface DslSettleLlmStepResult {
@@ -207,7 +211,7 @@ function stepEvent(status: StepRecord['status']): RunEventType {
 export function createDslActivities(deps: ActivityDeps) {
   const ledger = new Ledger(deps.pool);
   const billing = createBillingActivities(deps);
-  const catalog = new ModelCatalog(deps.pool);
+  const catalog = deps.catalog ?? new ModelCatalog(deps.pool);
   const allowLoopback = deps.config.workflows?.httpAllowLoopback ?? false;
 
   /** DNS lookup that refuses forbidden addresses, so the socket connects only to a checked IP (no rebinding window). */
@@ -310,7 +314,7 @@ export function createDslActivities(deps: ActivityDeps) {
    */
   async function captureOnce(input: DslSettleLlmStepInput): Promise<DslSettleLlmStepResult> {
     try {
-      const captured = await billing.billingCapture({ holdId: input.holdId, idempotencyKey: input.captureKey, usage: input.usage });
+      const captured = await billing.billingCapture({ holdId: input.holdId, idempotencyKey: input.captureKey, usage: input.usage, known: input.known });
       return { chargedMicros: captured.chargedMicros, promptTokens: input.usage.promptTokens, completionTokens: input.usage.completionTokens };
     } catch (error) {
       // The ledger names the capture that stands: as the key's first use (idempotency_conflict) or
@@ -350,7 +354,7 @@ export function createDslActivities(deps: ActivityDeps) {
     if (held.status === 'rejected') throw held.reason;
     if (recorded.status === 'rejected') throw recorded.reason;
     const hold = held.value;
-    return { model: model.name, upstreamModel: hold.upstreamModel, maxTokens, holdId: hold.holdId, amountMicros: hold.amountMicros };
+    return { model: model.name, upstreamModel: hold.upstreamModel, maxTokens, holdId: hold.holdId, amountMicros: hold.amountMicros, price: hold.price ?? null };
   }
 
   /** An llm step ends: its hold captured (once), then its `succeeded` (or `failed`) row and event. */
@@ -443,7 +447,7 @@ export function createDslActivities(deps: ActivityDeps) {
   return {
     /** The run starts: status running, `run.started` event. */
     async dslStartRun(input: { runId: string; traceId: string; name: string }): Promise<void> {
-      await deps.prisma.workflowRun.updateMany({ where: { id: input.runId, status: 'queued' }, data: { status: 'running', startedAt: new Date() } });
+      await deps.pool.query(`UPDATE workflow_runs SET status = 'running', started_at = now() WHERE id = $1::uuid AND status = 'queued'`, [input.runId]);
       if (Context.current().info.attempt === 1) {
         await appendRunEvent(deps.redis, input.runId, 'run.started', { run_id: input.runId, workflow: input.name, trace_id: input.traceId });
       }
@@ -530,7 +534,17 @@ export function createDslActivities(deps: ActivityDeps) {
         model: begun.model,
         holdId: begun.holdId,
         captureKey: input.captureKey,
-        usage: { ...input.usage, promptTokens: result.promptTokens, completionTokens: result.completionTokens, latencyMs: result.latencyMs, status: result.ok ? 'success' : 'error', errorCode: result.error?.code ?? null },
+        usage: {
+          ...input.usage,
+          modelName: begun.model,
+          upstreamModel: begun.upstreamModel,
+          promptTokens: result.promptTokens,
+          completionTokens: result.completionTokens,
+          latencyMs: result.latencyMs,
+          status: result.ok ? 'success' : 'error',
+          errorCode: result.error?.code ?? null,
+        },
+        known: begun.price ? { amountMicros: begun.amountMicros, ...begun.price } : undefined,
         ok: result.ok,
         output: result.output,
         error: result.error,
@@ -678,28 +692,27 @@ export function createDslActivities(deps: ActivityDeps) {
     /** The run succeeded: outputs, total cost, audit, `run.completed`. */
     async dslFinishRun(input: { run: DslRunInput; output: unknown; costMicros: string }): Promise<void> {
       const { run } = input;
-      await deps.prisma.$transaction(async (tx) => {
-        const updated = await tx.workflowRun.updateMany({
-          where: { id: run.runId, status: { in: ['queued', 'running'] } },
-          data: { status: 'succeeded', finishedAt: new Date(), costMicros: BigInt(input.costMicros), output: (input.output ?? null) as Prisma.InputJsonValue },
-        });
-        if (updated.count > 0) {
-          await tx.auditLog.create({
-            data: {
-              traceId: run.traceId,
-              actorType: run.actor.type,
-              actorId: run.actor.id,
-              action: 'workflow.run.succeeded',
-              resourceType: 'workflow_run',
-              resourceId: run.runId,
-              orgId: run.orgId,
-              projectId: run.projectId,
-              result: 'success',
-              details: { cost_micros: input.costMicros, definition_id: run.definitionId, version_id: run.versionId } as Prisma.InputJsonValue,
-            },
-          });
-        }
-      });
+      // One statement (status + audit row together, the audit only when this call moved the run):
+      // it runs once per run on the hot path, where Prisma's interactive transaction cost 4 round trips.
+      await deps.pool.query(
+        `WITH updated AS (
+           UPDATE workflow_runs SET status = 'succeeded', finished_at = now(), cost_micros = $2::bigint, output = $3::jsonb
+           WHERE id = $1::uuid AND status IN ('queued', 'running') RETURNING id
+         )
+         INSERT INTO audit_logs (trace_id, actor_type, actor_id, action, resource_type, resource_id, org_id, project_id, result, details)
+         SELECT $4, $5::"ActorType", $6, 'workflow.run.succeeded', 'workflow_run', $1, $7::uuid, $8::uuid, 'success'::"AuditResult", $9::jsonb FROM updated`,
+        [
+          run.runId,
+          input.costMicros,
+          JSON.stringify(input.output ?? null),
+          run.traceId,
+          run.actor.type,
+          run.actor.id,
+          run.orgId,
+          run.projectId,
+          JSON.stringify({ cost_micros: input.costMicros, definition_id: run.definitionId, version_id: run.versionId }),
+        ],
+      );
       await appendRunEvent(deps.redis, run.runId, 'run.completed', { run_id: run.runId, output: input.output ?? null, cost_micros: input.costMicros });
     },
 

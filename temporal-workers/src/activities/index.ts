@@ -8,6 +8,7 @@ import { createSystemActivities } from './system.ts';
 import { createDslActivities } from './dsl.ts';
 import { createKnowledgeActivities } from './knowledge.ts';
 import type { KnowledgeRuntime } from '@deepspace/core/knowledge/runtime';
+import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
 
 export interface ActivityDeps {
   prisma: PrismaClient;
@@ -22,9 +23,12 @@ export interface ActivityDeps {
   upstream: OpenAI;
   /** Uploaded files and the LanceDB index. */
   knowledge: KnowledgeRuntime;
+  /** Active models and prices, cached ≤ 10 s; one per worker (createActivities makes it). */
+  catalog?: ModelCatalog;
 }
 
-export function createActivities(deps: ActivityDeps) {
+export function createActivities(input: ActivityDeps) {
+  const deps = { ...input, catalog: input.catalog ?? new ModelCatalog(input.pool) };
   return {
     ...createSystemActivities(deps),
     ...createBillingActivities(deps),
