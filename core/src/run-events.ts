@@ -47,8 +47,15 @@ export function runEventsKey(runId: string): string {
 
 export async function appendRunEvent(redis: Redis, runId: string, type: RunEventType, data: Record<string, unknown>): Promise<string> {
   const key = runEventsKey(runId);
-  const id = await redis.xadd(key, 'MAXLEN', '~', String(RUN_EVENTS_MAX_LEN), '*', 'type', type, 'data', JSON.stringify(data));
-  if (type === 'run.started' || TERMINAL_RUN_EVENTS.has(type)) await redis.expire(key, RUN_EVENTS_TTL_SECONDS);
+  const fields = ['type', type, 'data', JSON.stringify(data)];
+  if (type === 'run.started' || TERMINAL_RUN_EVENTS.has(type)) {
+    // The stream's expiry goes with the entry: one round trip (MULTI/EXEC), not two.
+    const results = await redis.multi().xadd(key, 'MAXLEN', '~', String(RUN_EVENTS_MAX_LEN), '*', ...fields).expire(key, RUN_EVENTS_TTL_SECONDS).exec();
+    const failed = results?.find(([error]) => error);
+    if (failed) throw failed[0];
+    return (results?.[0]?.[1] as string | null) ?? '';
+  }
+  const id = await redis.xadd(key, 'MAXLEN', '~', String(RUN_EVENTS_MAX_LEN), '*', ...fields);
   return id ?? '';
 }
 
@@ -125,6 +132,8 @@ export interface ChatRunInput {
 }
 
 export const CHAT_WORKFLOW_TYPE = 'chatMessageWorkflow';
+/** Workflow task timeout of chat runs (see the gateway's start call): their reply streams in a local activity. */
+export const CHAT_WORKFLOW_TASK_TIMEOUT = '2 seconds';
 export const chatWorkflowId = (userMessageId: string) => `chat-${userMessageId}`;
 
 /** The contract between the gateway (which starts workflow runs) and the DSL interpreter. */

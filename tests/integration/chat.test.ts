@@ -176,6 +176,9 @@ describe('chat', () => {
     expect(second.at(-1)!.event).toBe('message.completed');
     expect(await gateway.deps.prisma.chatMessage.count({ where: { sessionId: session.id, role: 'user' } })).toBe(1);
     expect(await gateway.deps.prisma.hold.count({ where: { runId: first[0]!.data.run_id } })).toBe(1);
+    // The retry replays the finished run's events; it does not run the model again.
+    expect(second.filter((e) => e.event !== 'run').map((e) => e.id)).toEqual(first.filter((e) => e.event !== 'run').map((e) => e.id));
+    expect(await gateway.deps.prisma.usageRecord.count({ where: { runId: first[0]!.data.run_id } })).toBe(1);
   });
 
   it('API keys with chat:write chat too; sessions list, rename and delete', async () => {

@@ -2,9 +2,10 @@
 // run's Redis Stream, and settle the run (capture + assistant message + audit) or fail it
 // (release + usage + audit). Each is idempotent on the run id, so Temporal may retry them.
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import {
   appendRunEvent,
+  runEventsKey,
   countChatPromptTokens,
   countTokens,
   Ledger,
@@ -14,6 +15,8 @@ import {
 } from '@deepspace/core';
 import { classifyUpstreamError } from '@deepspace/core/ai/upstream';
 import { formatSourcesForPrompt, retrieveChunks, type Citation } from '@deepspace/core/knowledge/retrieve';
+import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
+import { createBillingActivities } from './billing.ts';
 import type { ActivityDeps } from './index.ts';
 
 export type { ChatRunInput };
@@ -62,92 +65,209 @@ function chatAuditRow(run: ChatRunInput, result: 'success' | 'failure', details:
   };
 }
 
+/** A chat run's prompt, model and hold, from one local activity (prepareChatRun). */
+export interface PreparedChatRun extends ChatContext {
+  holdId: string;
+  /** The hold as taken (absent on a replay), so the capture can be one statement. */
+  known: { amountMicros: string; inputMicrosPerMillion: string; outputMicrosPerMillion: string } | null;
+}
+
+interface HistoryRow {
+  id: string;
+  role: string;
+  content: string;
+  params: { system_prompt?: string; knowledge_base_ids?: string[]; retrieval_top_k?: number } | null;
+}
+
+/** Messages of a session read for one prompt, newest first: older turns never fit a window anyway. */
+const MAX_HISTORY_MESSAGES = 2_000;
+
 export function createChatActivities(deps: ActivityDeps) {
   const ledger = new Ledger(deps.pool);
+  const billing = createBillingActivities(deps);
+  const catalog = deps.catalog ?? new ModelCatalog(deps.pool);
+
+  /**
+   * Loads the model (cached catalog) and the session's history up to the user's message in one
+   * statement, retrieves knowledge-base sources when the session has any, and keeps the newest
+   * turns that fit the model's window next to the reply's max tokens.
+   */
+  async function buildContext(input: ChatRunInput): Promise<ChatContext & { modelName: string }> {
+    const model = (await catalog.all()).get(input.model);
+    if (!model || model.kind !== 'chat') {
+      throw ApplicationFailure.create({ type: 'not_found', message: `model "${input.model}" is not an active chat model`, nonRetryable: true });
+    }
+    const maxTokens = Math.min(input.maxTokens ?? DEFAULT_MAX_TOKENS, model.maxOutputTokens);
+    const { rows } = await deps.pool.query<HistoryRow>(
+      `SELECT m.id, m.role, m.content, s.params
+       FROM chat_sessions s
+       JOIN chat_messages anchor ON anchor.id = $2::uuid AND anchor.session_id = s.id
+       JOIN LATERAL (
+         SELECT id, role, content FROM chat_messages
+         WHERE session_id = s.id AND created_at <= anchor.created_at AND role IN ('system', 'user', 'assistant')
+         ORDER BY created_at DESC, id DESC LIMIT $3
+       ) m ON true
+       WHERE s.id = $1::uuid`,
+      [input.sessionId, input.userMessageId, MAX_HISTORY_MESSAGES],
+    );
+    const anchor = rows.find((r) => r.id === input.userMessageId);
+    if (!anchor) throw ApplicationFailure.create({ type: 'not_found', message: 'the message or its session no longer exists', nonRetryable: true });
+    const params = anchor.params ?? {};
+    const history = rows.reverse();
+
+    // Sessions with knowledge bases answer from them: the user's message is the query.
+    let citations: ChatCitation[] = [];
+    let retrievalCostMicros = '0';
+    if (params.knowledge_base_ids?.length) {
+      const retrieved = await retrieveChunks(
+        { prisma: deps.prisma, index: await deps.knowledge.index(), ledger, upstream: deps.upstream },
+        {
+          orgId: input.orgId,
+          projectId: input.projectId,
+          knowledgeBaseIds: params.knowledge_base_ids,
+          query: anchor.content,
+          topK: params.retrieval_top_k ?? 5,
+          traceId: input.traceId,
+          runId: input.runId,
+          stepId: 'retrieve',
+          idempotencyKey: `chat:${input.runId}:retrieve`,
+          actor: input.actor,
+          ...(input.actor.type === 'api_key' ? { apiKeyId: input.actor.id } : { userId: input.actor.id }),
+        },
+      ).catch((error: unknown) => {
+        if (error instanceof Error && 'status' in error && typeof error.status === 'number' && error.status < 500) {
+          throw ApplicationFailure.create({ type: (error as { code?: string }).code ?? 'bad_request', message: error.message, nonRetryable: true });
+        }
+        throw error;
+      });
+      citations = retrieved.hits.map((h, i) => ({
+        index: i + 1,
+        chunk_id: h.chunk_id,
+        document_id: h.document_id,
+        knowledge_base_id: h.knowledge_base_id,
+        filename: h.filename,
+        page: h.page,
+        heading: h.heading,
+        score: h.score,
+        text: h.text.slice(0, 2_000),
+      }));
+      retrievalCostMicros = retrieved.embedding?.costMicros ?? '0';
+    }
+    const preamble: ChatMessageLike[] = [];
+    if (params.system_prompt) preamble.push({ role: 'system', content: params.system_prompt });
+    if (citations.length) preamble.push({ role: 'system', content: `${CITATION_INSTRUCTIONS}\n\n${formatSourcesForPrompt(citations as unknown as Citation[])}` });
+
+    // Newest turns first while they fit (the count is additive per message: tokenizer.ts).
+    const budget = model.contextWindow - maxTokens;
+    const emptyPrompt = countChatPromptTokens([]);
+    let used = countChatPromptTokens(preamble);
+    const kept: ChatMessageLike[] = [];
+    for (let i = history.length - 1; i >= 0; i--) {
+      const message = { role: history[i]!.role, content: history[i]!.content };
+      const cost = countChatPromptTokens([message]) - emptyPrompt;
+      if (used + cost > budget && kept.length > 0) break;
+      used += cost;
+      kept.push(message);
+    }
+    kept.reverse();
+    return {
+      messages: [...preamble, ...kept],
+      modelName: model.name,
+      upstreamModel: model.upstreamModel,
+      modelId: model.id,
+      maxTokens,
+      droppedMessages: history.length - kept.length,
+      citations,
+      retrievalCostMicros,
+    };
+  }
+
+  /** The run is running: its row and its `run.started` event. */
+  async function markRunning(input: ChatRunInput, modelName: string): Promise<void> {
+    await deps.pool.query(`UPDATE workflow_runs SET status = 'running', started_at = COALESCE(started_at, now()) WHERE id = $1::uuid AND status IN ('queued', 'running')`, [input.runId]);
+    await appendRunEvent(deps.redis, input.runId, 'run.started', { run_id: input.runId, model: modelName, trace_id: input.traceId });
+  }
+
+  /**
+   * Whether the run's stream holds a reply delta after its latest reset: an earlier try of the call
+   * streamed part of a reply. Read from the newest entry back, a page at a time (a first try finds
+   * only `run.started`; a re-run finds the earlier try's deltas within the first page).
+   */
+  async function streamedBefore(runId: string): Promise<boolean> {
+    const key = runEventsKey(runId);
+    let end = '+';
+    for (;;) {
+      const page = (await deps.redis.xrevrange(key, end, '-', 'COUNT', 200)) as Array<[string, string[]]>;
+      for (const [, fields] of page) {
+        const type = fields[fields.indexOf('type') + 1];
+        if (type === 'message.delta') return true;
+        if (type === 'message.reset') return false;
+      }
+      if (page.length < 200) return false;
+      end = `(${page.at(-1)![0]}`;
+    }
+  }
 
   return {
-    /** Loads the model and the session's history up to the user's message, trimmed to the window. */
+    /** Loads the model and the session's history up to the user's message, trimmed to the window (earlier workflow versions). */
     async prepareChatContext(input: ChatRunInput): Promise<ChatContext> {
-      const model = await deps.prisma.model.findUnique({ where: { name: input.model } });
-      if (!model || !model.isActive || model.kind !== 'chat') {
-        throw ApplicationFailure.create({ type: 'not_found', message: `model "${input.model}" is not an active chat model`, nonRetryable: true });
-      }
-      const maxTokens = Math.min(input.maxTokens ?? DEFAULT_MAX_TOKENS, model.maxOutputTokens);
-      const [anchor, session] = await Promise.all([
-        deps.prisma.chatMessage.findUniqueOrThrow({ where: { id: input.userMessageId } }),
-        deps.prisma.chatSession.findUniqueOrThrow({ where: { id: input.sessionId }, select: { params: true } }),
+      const { modelName, ...context } = await buildContext(input);
+      await markRunning(input, modelName);
+      return context;
+    },
+
+    /**
+     * Everything before the model call, in one local activity: the prompt, the run marked running
+     * and the hold (idempotent on its key, so a retry holds once).
+     */
+    async prepareChatRun(input: ChatRunInput): Promise<PreparedChatRun> {
+      const { modelName, ...context } = await buildContext(input);
+      const [, hold] = await Promise.all([
+        markRunning(input, modelName),
+        billing.billingHold({
+          orgId: input.orgId,
+          projectId: input.projectId,
+          model: modelName,
+          messages: context.messages,
+          maxTokens: context.maxTokens,
+          traceId: input.traceId,
+          runId: input.runId,
+          stepId: 'model',
+          idempotencyKey: `chat:${input.runId}:hold`,
+          ttlSeconds: 15 * 60,
+          actor: input.actor,
+        }),
       ]);
-      const params = (session.params ?? {}) as { system_prompt?: string; knowledge_base_ids?: string[]; retrieval_top_k?: number };
-      const history = await deps.prisma.chatMessage.findMany({
-        where: { sessionId: input.sessionId, createdAt: { lte: anchor.createdAt }, role: { in: ['system', 'user', 'assistant'] } },
-        orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
-        take: 2_000,
-      });
-
-      // Sessions with knowledge bases answer from them: the user's message is the query.
-      let citations: ChatCitation[] = [];
-      let retrievalCostMicros = '0';
-      if (params.knowledge_base_ids?.length) {
-        const retrieved = await retrieveChunks(
-          { prisma: deps.prisma, index: await deps.knowledge.index(), ledger, upstream: deps.upstream },
-          {
-            orgId: input.orgId,
-            projectId: input.projectId,
-            knowledgeBaseIds: params.knowledge_base_ids,
-            query: anchor.content,
-            topK: params.retrieval_top_k ?? 5,
-            traceId: input.traceId,
-            runId: input.runId,
-            stepId: 'retrieve',
-            idempotencyKey: `chat:${input.runId}:retrieve`,
-            actor: input.actor,
-            ...(input.actor.type === 'api_key' ? { apiKeyId: input.actor.id } : { userId: input.actor.id }),
-          },
-        ).catch((error: unknown) => {
-          if (error instanceof Error && 'status' in error && typeof error.status === 'number' && error.status < 500) {
-            throw ApplicationFailure.create({ type: (error as { code?: string }).code ?? 'bad_request', message: error.message, nonRetryable: true });
-          }
-          throw error;
-        });
-        citations = retrieved.hits.map((h, i) => ({
-          index: i + 1,
-          chunk_id: h.chunk_id,
-          document_id: h.document_id,
-          knowledge_base_id: h.knowledge_base_id,
-          filename: h.filename,
-          page: h.page,
-          heading: h.heading,
-          score: h.score,
-          text: h.text.slice(0, 2_000),
-        }));
-        retrievalCostMicros = retrieved.embedding?.costMicros ?? '0';
-      }
-      const preamble: ChatMessageLike[] = [];
-      if (params.system_prompt) preamble.push({ role: 'system', content: params.system_prompt });
-      if (citations.length) preamble.push({ role: 'system', content: `${CITATION_INSTRUCTIONS}\n\n${formatSourcesForPrompt(citations as unknown as Citation[])}` });
-
-      // Keep the newest turns that fit the context window next to the reply's max tokens.
-      const budget = model.contextWindow - maxTokens;
-      const kept: ChatMessageLike[] = [];
-      for (let i = history.length - 1; i >= 0; i--) {
-        const candidate = [...preamble, { role: history[i]!.role, content: history[i]!.content }, ...kept];
-        if (countChatPromptTokens(candidate) > budget && kept.length > 0) break;
-        kept.unshift(candidate[preamble.length]!);
-      }
-      kept.unshift(...preamble);
-      await deps.prisma.workflowRun.update({ where: { id: input.runId }, data: { status: 'running', startedAt: new Date() } });
-      await appendRunEvent(deps.redis, input.runId, 'run.started', { run_id: input.runId, model: model.name, trace_id: input.traceId });
-      return { messages: kept, upstreamModel: model.upstreamModel, modelId: model.id, maxTokens, droppedMessages: history.length - (kept.length - preamble.length), citations, retrievalCostMicros };
+      return {
+        ...context,
+        holdId: hold.holdId,
+        known: hold.price ? { amountMicros: hold.amountMicros, ...hold.price } : null,
+      };
     },
 
     /** Streams the reply, appending deltas to the run's event stream; heartbeats so cancellation reaches it. */
     async chatModelCall(input: { runId: string; upstreamModel: string; messages: ChatMessageLike[]; maxTokens: number; temperature?: number | null }): Promise<ChatModelResult> {
       const context = Context.current();
-      if (context.info.attempt > 1) await appendRunEvent(deps.redis, input.runId, 'message.reset', { attempt: context.info.attempt });
+      const local = context.info.isLocal;
+      // A retry tells the client to drop what an earlier try streamed. A local activity re-run by
+      // another worker after a crash starts again at attempt 1, so the stream itself says whether a
+      // reply was begun; that read runs beside the upstream request, off the first token's path.
+      const resetNeeded = context.info.attempt > 1 ? Promise.resolve(true) : local ? streamedBefore(input.runId) : Promise.resolve(false);
+      resetNeeded.catch(() => undefined);
+      let resetChecked = false;
+      const resetIfNeeded = async () => {
+        if (resetChecked) return;
+        resetChecked = true;
+        if (await resetNeeded) await appendRunEvent(deps.redis, input.runId, 'message.reset', { attempt: context.info.attempt });
+      };
+      const heartbeat = (details: unknown) => {
+        // A local activity has no heartbeat: its worker keeps the workflow task alive instead.
+        if (!local) context.heartbeat(details);
+      };
       const started = performance.now();
       // Heartbeat on a timer too: the wait for the first token can be long, and a dead worker must
       // be noticed by its heartbeat timeout, not by the whole call's timeout.
-      const beat = setInterval(() => context.heartbeat({ chars: content.length }), 2_000);
+      const beat = local ? undefined : setInterval(() => heartbeat({ chars: content.length }), 2_000);
       let content = '';
       let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
       let finishReason: string | null = null;
@@ -177,21 +297,24 @@ export function createChatActivities(deps: ActivityDeps) {
           // Coalesce tiny deltas (≤ 20 ms) to keep Redis and SSE traffic proportional to the text;
           // the first one goes at once, since time to first token is what people feel.
           if (pending && (content.length === pending.length || performance.now() - lastFlush > 20 || pending.length > 200)) {
+            await resetIfNeeded();
             await appendRunEvent(deps.redis, input.runId, 'message.delta', { content: pending });
-            context.heartbeat({ chars: content.length });
+            heartbeat({ chars: content.length });
             pending = '';
             lastFlush = performance.now();
           }
         }
+        await resetIfNeeded();
         if (pending) await appendRunEvent(deps.redis, input.runId, 'message.delta', { content: pending });
       } catch (error) {
-        if (context.cancellationSignal.aborted) throw error;
+        // A cancellation, reported as one: a local activity's failure would otherwise be retried.
+        if (context.cancellationSignal.aborted) throw new CancelledFailure('cancelled during the model call', [], error as Error);
         const failure = classifyUpstreamError(error);
         throw ApplicationFailure.create({ type: failure.code, message: failure.message, nonRetryable: !failure.retryable });
       } finally {
         clearInterval(beat);
       }
-      if (context.cancellationSignal.aborted) throw ApplicationFailure.create({ type: 'cancelled', message: 'cancelled', nonRetryable: true });
+      if (context.cancellationSignal.aborted) throw new CancelledFailure('cancelled during the model call');
       return {
         content,
         promptTokens: usage?.prompt_tokens ?? countChatPromptTokens(input.messages),
@@ -203,9 +326,26 @@ export function createChatActivities(deps: ActivityDeps) {
     },
 
     /** Capture at the real usage, save the assistant message, mark the run done, audit, announce. */
-    async finishChatRun(input: { run: ChatRunInput; holdId: string; result: ChatModelResult; citations?: ChatCitation[]; retrievalCostMicros?: string }): Promise<{ assistantMessageId: string; costMicros: string }> {
+    async finishChatRun(input: {
+      run: ChatRunInput;
+      holdId: string;
+      result: ChatModelResult;
+      citations?: ChatCitation[];
+      retrievalCostMicros?: string;
+      /** The hold as taken (prepareChatRun): the capture is then one statement. */
+      known?: PreparedChatRun['known'];
+      /** Names for the usage row when `known` is given. */
+      model?: { name: string; upstreamModel: string };
+    }): Promise<{ assistantMessageId: string; costMicros: string }> {
       const { run, result } = input;
+      const known = input.known && input.model
+        ? {
+            amountMicros: BigInt(input.known.amountMicros),
+            price: { inputMicrosPerMillion: BigInt(input.known.inputMicrosPerMillion), outputMicrosPerMillion: BigInt(input.known.outputMicrosPerMillion) },
+          }
+        : undefined;
       const capture = await ledger.capture({
+        known,
         holdId: input.holdId,
         idempotencyKey: `chat:${run.runId}:capture`,
         usage: {
@@ -217,6 +357,8 @@ export function createChatActivities(deps: ActivityDeps) {
           projectId: run.projectId,
           runId: run.runId,
           stepId: 'model',
+          // Named whether or not `known` is: a re-run whose hold was a replay must hash the same.
+          ...(input.model ? { modelName: input.model.name, upstreamModel: input.model.upstreamModel } : {}),
           ...(run.actor.type === 'api_key' ? { apiKeyId: run.actor.id } : { userId: run.actor.id }),
         },
         actor: run.actor,
