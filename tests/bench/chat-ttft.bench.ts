@@ -19,7 +19,7 @@ import { tsToMs } from '@temporalio/common';
 import { signUp, type Tenant } from '../support/api.ts';
 import { sseEvents } from '../support/sse.ts';
 import { startTestGateway, startTestWorker, type TestGateway, type TestWorker } from '../support/stack.ts';
-import { round, type BenchResult, type BenchSuite } from './harness.ts';
+import { round, startWorkerProcess, type BenchResult, type BenchSuite } from './harness.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SIM_KEY = 'sim-test-key';
@@ -33,6 +33,10 @@ const CONCURRENT_ROUNDS = Number(process.env.BENCH_TTFT_ROUNDS ?? 4);
 const PER_LANE = 5;
 const WARMUP = 15;
 const TARGET_ADDED_MS = { p50: 30, p99: 120 } as const;
+const INLINE_WORKER = process.env.BENCH_CHAT_WORKER === 'inline';
+const TOPOLOGY = INLINE_WORKER
+  ? 'gateway (startTestGateway), worker (startTestWorker) and the client share this process; the simulator runs in its own; 2 cores shared with PostgreSQL, Redis and Temporal'
+  : 'worker in its own process (temporal-workers/src/main.ts), as deployed; gateway and client in this process; the simulator in its own; 2 cores shared with PostgreSQL, Redis and Temporal';
 
 /** The simulator in its own process, as the real upstream would be. */
 async function startSimulatorProcess(): Promise<{ proc: ChildProcess; url: string; stop(): Promise<void> }> {
@@ -111,7 +115,7 @@ function machineJiffies(): { busy: number; total: number } {
 }
 
 /**
- * What this process (gateway + worker + client, one event loop) and the machine did while the
+ * What this process (gateway + client, and the worker when inline) and the machine did while the
  * workflow samples ran: CPU used (100 % = one core), event-loop delay, machine-wide busy share.
  */
 function loadMeter() {
@@ -173,10 +177,14 @@ const suite: BenchSuite = {
     const sim = await startSimulatorProcess();
     let gateway: TestGateway | undefined;
     let worker: TestWorker | undefined;
+    let workerProcess: Awaited<ReturnType<typeof startWorkerProcess>> | undefined;
     try {
-      const upstreamEnv = { NEWAPI_BASE_URL: sim.url, NEWAPI_API_KEY: SIM_KEY };
+      // One task queue named here, shared by the gateway and the worker (in its own process or not).
+      const upstreamEnv = { NEWAPI_BASE_URL: sim.url, NEWAPI_API_KEY: SIM_KEY, TEMPORAL_TASK_QUEUE: `bench-chat-${process.pid}-${Date.now()}` };
       gateway = await startTestGateway({ ...upstreamEnv, RATE_LIMIT_API_KEY_PER_MINUTE: '100000000', RATE_LIMIT_PROJECT_PER_MINUTE: '100000000' });
-      worker = await startTestWorker(upstreamEnv);
+      // The worker in its own process as deployed; BENCH_CHAT_WORKER=inline shares this one.
+      if (INLINE_WORKER) worker = await startTestWorker(upstreamEnv);
+      else workerProcess = await startWorkerProcess(upstreamEnv);
       const gw = gateway;
       const tenant: Tenant = await signUp(gw.url, 'bench-chat');
       await gw.deps.ledger.topup({ orgId: tenant.org.id, amountMicros: 100_000_000n, idempotencyKey: `bench-chat-topup:${tenant.org.id}`, reason: 'bench credit', actor: { type: 'system' } });
@@ -314,7 +322,7 @@ const suite: BenchSuite = {
       const breakdownOf = async (sample: WorkflowSample): Promise<Breakdown | null> => {
         const start = starts.get(sample.workflowId);
         if (!start || sample.runStartedRedisMs === null) return null;
-        const history = await worker!.client.workflow.getHandle(sample.workflowId).fetchHistory();
+        const history = await gw.deps.temporal.client.workflow.getHandle(sample.workflowId).fetchHistory();
         const events = (history.events ?? []) as HistoryEvent[];
         const time = (pick: (e: HistoryEvent) => unknown) => {
           const event = events.find((e) => pick(e));
@@ -389,7 +397,7 @@ const suite: BenchSuite = {
       };
       await report('1 stream at a time', '1stream', single, {
         method: `${SINGLE_SAMPLES} samples each, direct and workflow alternating, after ${WARMUP} warm-up pairs`,
-        topology: 'gateway (startTestGateway), worker (startTestWorker) and the client share this process; the simulator runs in its own; 2 cores shared with PostgreSQL, Redis and Temporal',
+        topology: TOPOLOGY,
         load_during_workflow_samples: singleLoad.summary(),
       });
       await report(`${CONCURRENT} concurrent streams`, `${CONCURRENT}streams`, concurrent, {
@@ -400,6 +408,7 @@ const suite: BenchSuite = {
       return results;
     } finally {
       await worker?.stop();
+      await workerProcess?.stop();
       await gateway?.close();
       await sim.stop();
     }

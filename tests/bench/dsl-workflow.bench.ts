@@ -6,16 +6,14 @@
 // Topology: the worker runs in its own process, as deployed (docker-compose `worker`), so it does
 // not share one event loop with the gateway, the simulator and this client. BENCH_DSL_WORKER=inline
 // runs it in this process instead (startTestWorker), as earlier versions of this bench did.
-import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Runtime } from '@temporalio/worker';
 import { tsToMs } from '@temporalio/common';
 import { createUpstreamClient } from '@deepspace/core/ai/upstream';
 import { signUp } from '../support/api.ts';
-import { spawnService, until } from '../support/processes.ts';
 import { startTestGateway, startTestWorker, type TestWorker } from '../support/stack.ts';
-import { measureThroughput, round, type BenchSuite } from './harness.ts';
+import { measureThroughput, processCpuSeconds, round, startWorkerProcess, type BenchSuite } from './harness.ts';
 
 // Enough runs for about half a minute at the target rate: throughput "sustained", not a burst.
 const RUNS = Number(process.env.BENCH_DSL_RUNS ?? 600);
@@ -35,16 +33,6 @@ inputs:
 steps:
 ${Array.from({ length: STEPS }, (_, i) => `  - id: s${i}\n    kind: llm\n    model: gpt-4o-mini\n    prompt: "step ${i} of run \${{ inputs.n }}"\n    max_tokens: 8\n`).join('')}`;
 
-/** CPU seconds (user + system) of a process, from /proc (0 where there is none). */
-function processCpuSeconds(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
-
 /** Machine-wide busy share between two samples: the box is shared, so say how loaded it was. */
 function machineJiffies(): { busy: number; total: number } {
   try {
@@ -54,26 +42,6 @@ function machineJiffies(): { busy: number; total: number } {
   } catch {
     return { busy: 0, total: 0 };
   }
-}
-
-async function startWorkerProcess(env: NodeJS.ProcessEnv): Promise<{ pid: number; stop(): Promise<void> }> {
-  const children: ChildProcess[] = [];
-  const service = spawnService('temporal-workers/src/main.ts', env, children);
-  const exited = new Promise<void>((resolve) => service.child.once('exit', () => resolve()));
-  await until(async () => {
-    if (service.child.exitCode !== null) throw new Error(`worker exited: ${service.output()}`);
-    return service.output().includes('worker started');
-  }, 120_000, 'worker process');
-  return {
-    pid: service.child.pid!,
-    async stop() {
-      if (service.child.exitCode !== null) return;
-      service.child.kill('SIGTERM');
-      const timer = setTimeout(() => service.child.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
 }
 
 const suite: BenchSuite = {

@@ -1,5 +1,9 @@
 // Benchmark contract: each suite measures a subject and its baseline in the same run and reports
 // their ratio, so results compare across machines (absolute numbers on a shared 2-core box don't).
+import { readFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { spawnService, until } from '../support/processes.ts';
+
 export interface Measurement {
   label: string;
   /** The figure, in `unit` (e.g. requests/s or ms p50). */
@@ -53,3 +57,34 @@ export async function measureThroughput(
 }
 
 export const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+/** CPU seconds (user + system) of a process, from /proc (0 where there is none). */
+export function processCpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** The worker in its own process, as deployed (docker-compose `worker`), started with `env` over the test config. */
+export async function startWorkerProcess(env: NodeJS.ProcessEnv): Promise<{ pid: number; stop(): Promise<void> }> {
+  const children: ChildProcess[] = [];
+  const service = spawnService('temporal-workers/src/main.ts', env, children);
+  const exited = new Promise<void>((resolve) => service.child.once('exit', () => resolve()));
+  await until(async () => {
+    if (service.child.exitCode !== null) throw new Error(`worker exited: ${service.output()}`);
+    return service.output().includes('worker started');
+  }, 120_000, 'worker process');
+  return {
+    pid: service.child.pid!,
+    async stop() {
+      if (service.child.exitCode !== null) return;
+      service.child.kill('SIGTERM');
+      const timer = setTimeout(() => service.child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}

@@ -52,10 +52,16 @@ function actorRef(ctx: RequestContext): { type: 'user' | 'api_key'; id: string }
 }
 
 async function sessionOf(ctx: RequestContext, minimumRole: 'viewer' | 'member' = 'viewer') {
-  const { project } = await projectAccess(ctx.deps.prisma, ctx.actorOrThrow(), ctx.params.projectId!, minimumRole, { what: 'chat' });
-  const session = await ctx.deps.prisma.chatSession.findFirst({ where: { id: ctx.params.sessionId!, projectId: project.id, archivedAt: null } });
-  if (!session) throw new AppError('not_found', 'Chat session not found');
-  return { project, session };
+  // Side by side: the session is only used once access to its project is granted.
+  const [access, session] = await Promise.allSettled([
+    projectAccess(ctx.deps.prisma, ctx.actorOrThrow(), ctx.params.projectId!, minimumRole, { what: 'chat' }),
+    ctx.deps.prisma.chatSession.findFirst({ where: { id: ctx.params.sessionId!, projectId: ctx.params.projectId!, archivedAt: null } }),
+  ]);
+  if (access.status === 'rejected') throw access.reason;
+  const { project } = access.value;
+  if (session.status === 'rejected') throw session.reason;
+  if (!session.value) throw new AppError('not_found', 'Chat session not found');
+  return { project, session: session.value };
 }
 
 async function runOf(ctx: RequestContext) {
@@ -233,35 +239,56 @@ export function chatRoutes(api: ApiRouter): void {
       actor,
     };
 
-    const existing = await deps.prisma.workflowRun.findUnique({ where: { id: runId } });
-    if (!existing) {
-      await deps.prisma.$transaction(async (tx) => {
-        await tx.chatMessage.create({
-          data: { id: userMessageId, sessionId: session.id, orgId: project.orgId, projectId: project.id, role: 'user', content: ctx.body.content, model: model.name, traceId: ctx.traceId, runId },
-        });
-        await tx.workflowRun.create({
-          data: {
-            id: runId,
-            orgId: project.orgId,
-            projectId: project.id,
-            kind: 'chat',
-            temporalWorkflowId: workflowId,
-            traceId: ctx.traceId,
-            actorType: actor.type,
-            actorId: actor.id,
-            input: { session_id: session.id, user_message_id: userMessageId, model: model.name, max_tokens: maxTokens ?? null } as Prisma.InputJsonValue,
-          },
-        });
-        await tx.chatSession.update({
-          where: { id: session.id },
-          data: session.title === 'New chat' ? { title: ctx.body.content.slice(0, 60) } : { updatedAt: new Date() },
-        });
-        await ctx.audit({ action: 'chat.message.create', resourceType: 'chat_session', resourceId: session.id, orgId: project.orgId, projectId: project.id, details: { run_id: runId, model: model.name } }, tx);
-      });
-    } else {
+    // The user message, its run, the session's title/updated_at and the audit row in one statement
+    // (one round trip, atomic); a retried POST (same ids) writes nothing and gets the first trace id.
+    const auditActor = ctx.auditInfo.actor;
+    const { rows } = await deps.pool.query<{ created: boolean; trace_id: string }>(
+      `WITH run AS (
+         INSERT INTO workflow_runs (id, org_id, project_id, kind, temporal_workflow_id, trace_id, actor_type, actor_id, input)
+         VALUES ($1::uuid, $2::uuid, $3::uuid, 'chat', $4, $5, $6::"ActorType", $7, $8::jsonb)
+         ON CONFLICT (id) DO NOTHING
+         RETURNING id
+       ), message AS (
+         INSERT INTO chat_messages (id, session_id, org_id, project_id, role, content, model, trace_id, run_id)
+         SELECT $9::uuid, $10::uuid, $2::uuid, $3::uuid, 'user', $11, $12, $5, $1 FROM run
+       ), session AS (
+         UPDATE chat_sessions SET title = CASE WHEN title = 'New chat' THEN $13 ELSE title END, updated_at = now()
+         WHERE id = $10::uuid AND EXISTS (SELECT 1 FROM run)
+       ), audit AS (
+         INSERT INTO audit_logs (trace_id, actor_type, actor_id, action, resource_type, resource_id, org_id, project_id, result, ip, user_agent, details)
+         SELECT $5, $14::"ActorType", $15, 'chat.message.create', 'chat_session', $10, $2::uuid, $3::uuid, 'success'::"AuditResult", $16, $17, $18::jsonb FROM run
+       )
+       SELECT true AS created, $5 AS trace_id FROM run
+       UNION ALL
+       SELECT false, trace_id FROM workflow_runs WHERE id = $1::uuid AND NOT EXISTS (SELECT 1 FROM run)`,
+      [
+        runId,
+        project.orgId,
+        project.id,
+        workflowId,
+        ctx.traceId,
+        actor.type,
+        actor.id,
+        JSON.stringify({ session_id: session.id, user_message_id: userMessageId, model: model.name, max_tokens: maxTokens ?? null }),
+        userMessageId,
+        session.id,
+        ctx.body.content,
+        model.name,
+        ctx.body.content.slice(0, 60),
+        auditActor ? auditActor.type : 'anonymous',
+        auditActor ? (auditActor.type === 'user' ? auditActor.userId : auditActor.keyId) : null,
+        ctx.auditInfo.ip ?? null,
+        ctx.auditInfo.userAgent?.slice(0, 500) ?? null,
+        JSON.stringify({ run_id: runId, model: model.name }),
+      ],
+    );
+    const written = rows[0];
+    if (!written) throw new AppError('conflict', 'This message could not be stored; try again');
+    if (written.created) ctx.auditedByDomain();
+    else {
       await ctx.audit({ action: 'chat.message.create', resourceType: 'chat_session', resourceId: session.id, orgId: project.orgId, projectId: project.id, details: { run_id: runId, replay: true } });
     }
-    const traceId = existing?.traceId ?? ctx.traceId;
+    const traceId = written.trace_id;
     try {
       const handle = await deps.temporal.client.workflow.start(CHAT_WORKFLOW_TYPE, {
         taskQueue: deps.config.temporal.taskQueue,
