@@ -8,14 +8,54 @@
 // sum is exactly the encoder's count, and common words cost a map lookup. Special-token strings
 // such as "<|endoftext|>" count as ordinary text, as an upstream counts message content (encode()
 // would throw on them).
-import { Tiktoken } from 'js-tiktoken/lite';
+//
+// Memory: js-tiktoken's encoder keeps two maps of its 200k ranks (comma-joined byte strings and
+// one Uint8Array + ArrayBuffer per rank), about 100 MB of heap and 200k external buffers in every
+// gateway and worker: V8's collector then paused the gateway for 30–50 ms (the /v1 p99). We only
+// count, never decode, so this file keeps one Map from each token's bytes (as a one-byte latin1
+// string) to its rank and runs tiktoken's byte-pair merge itself; tokenizer tests check the counts
+// against js-tiktoken's encode().
 import o200k_base from 'js-tiktoken/ranks/o200k_base';
 
-let encoder: Tiktoken | undefined;
+let ranks: Map<string, number> | undefined;
 
-function getEncoder(): Tiktoken {
-  encoder ??= new Tiktoken(o200k_base);
-  return encoder;
+/** Token bytes (latin1 string) → rank, from the compressed o200k_base table (lines "! offset b64…"). */
+function rankTable(): Map<string, number> {
+  if (ranks) return ranks;
+  const table = new Map<string, number>();
+  for (const line of o200k_base.bpe_ranks.split('\n')) {
+    if (!line) continue;
+    const fields = line.split(' ');
+    const offset = Number.parseInt(fields[1]!, 10);
+    for (let i = 2; i < fields.length; i++) table.set(Buffer.from(fields[i]!, 'base64').toString('latin1'), offset + i - 2);
+  }
+  ranks = table;
+  return table;
+}
+
+/**
+ * Tokens of one pre-token (its UTF-8 bytes as a latin1 string): tiktoken's byte-pair merge, which
+ * repeatedly joins the adjacent pair whose joined bytes have the lowest rank (the first such pair
+ * on ties) until no adjacent pair is a token.
+ */
+function bytePairCount(bytes: string, table: Map<string, number>): number {
+  if (bytes.length <= 1 || table.has(bytes)) return Math.min(bytes.length, 1);
+  const bounds: number[] = [];
+  for (let i = 0; i <= bytes.length; i++) bounds.push(i);
+  while (bounds.length > 2) {
+    let best = -1;
+    let bestRank = Infinity;
+    for (let i = 0; i + 2 < bounds.length; i++) {
+      const rank = table.get(bytes.slice(bounds[i], bounds[i + 2]));
+      if (rank !== undefined && rank < bestRank) {
+        bestRank = rank;
+        best = i;
+      }
+    }
+    if (best < 0) break;
+    bounds.splice(best + 1, 1);
+  }
+  return bounds.length - 1;
 }
 
 const PRETOKEN = new RegExp(o200k_base.pat_str, 'gu');
@@ -28,7 +68,7 @@ function pieceTokens(piece: string): number {
   let count = pieceCache.get(piece);
   if (count === undefined) {
     // No special tokens: the piece is plain text whatever it contains.
-    count = getEncoder().encode(piece, [], []).length;
+    count = bytePairCount(Buffer.from(piece, 'utf8').toString('latin1'), rankTable());
     if (piece.length <= CACHED_PIECE_CHARS) {
       if (pieceCache.size >= CACHE_LIMIT) pieceCache.clear();
       // A match can be a view that keeps the whole request body alive; store a copy as the key.
