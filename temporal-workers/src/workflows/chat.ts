@@ -1,11 +1,16 @@
 // A chat message is a one-step workflow: context → hold → streamed model call → capture, with the
 // release as compensation when anything fails or the run is cancelled. Orchestration only.
+//
+// Three shapes, newest first (patched() keeps runs begun by earlier workers replaying; fixtures in
+// ./fixtures): 'chat-one-call' (prepare + call in one local activity, then settle), 'chat-all-local'
+// (prepare, call, settle as three local activities), and the first (prepare and hold local, call
+// and settle as activities). New runs take the first branch.
 import { ActivityCancellationType, ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, patched, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { ChatActivities, ChatRunInput } from '../activities/chat.ts';
 import type { BillingActivities } from '../activities/billing.ts';
 import { BILLING_NON_RETRYABLE_ERRORS } from './billing.ts';
 
-// Short database steps run as local activities: each saves a task round trip on the chat path.
+// The first shape. Short database steps run as local activities: each saves a task round trip.
 const local = proxyLocalActivities<Pick<ChatActivities, 'prepareChatContext'> & Pick<BillingActivities, 'billingHold'>>({
   startToCloseTimeout: '15 seconds',
   retry: { maximumAttempts: 5, initialInterval: '100 ms', nonRetryableErrorTypes: BILLING_NON_RETRYABLE_ERRORS },
@@ -40,6 +45,14 @@ const modelLocal = proxyLocalActivities<Pick<ChatActivities, 'chatModelCall'>>({
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 });
 
+// Since 'chat-one-call': prepare and the streamed call are one local activity (one round through
+// the workflow less before the first token). Business refusals of the prepare part are final.
+const prepareAndCallLocal = proxyLocalActivities<Pick<ChatActivities, 'chatPrepareAndCall'>>({
+  startToCloseTimeout: '5 minutes',
+  retry: { maximumAttempts: 3, initialInterval: '500 ms', nonRetryableErrorTypes: ['bad_request', 'cancelled', ...BILLING_NON_RETRYABLE_ERRORS] },
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+});
+
 const settleLocal = proxyLocalActivities<Pick<ChatActivities, 'finishChatRun' | 'failChatRun'>>({
   startToCloseTimeout: '30 seconds',
   retry: { maximumAttempts: 20, initialInterval: '200 ms', maximumInterval: '10 seconds' },
@@ -53,6 +66,7 @@ function failureCode(error: unknown): { code: string; message: string } {
 }
 
 export async function chatMessageWorkflow(run: ChatRunInput): Promise<{ assistantMessageId: string; costMicros: string }> {
+  if (patched('chat-one-call')) return oneCall(run);
   if (patched('chat-all-local')) return allLocal(run);
   let holdId: string | null = null;
   try {
@@ -112,6 +126,29 @@ async function allLocal(run: ChatRunInput): Promise<{ assistantMessageId: string
     const cancelled = isCancellation(error);
     const { code, message } = cancelled ? { code: 'cancelled', message: 'The run was cancelled' } : failureCode(error);
     await CancellationScope.nonCancellable(() => settleLocal.failChatRun({ run, holdId, code, message, cancelled }));
+    throw error;
+  }
+}
+
+async function oneCall(run: ChatRunInput): Promise<{ assistantMessageId: string; costMicros: string }> {
+  let holdId: string | null = null;
+  try {
+    const { prepared, result } = await prepareAndCallLocal.chatPrepareAndCall(run);
+    holdId = prepared.holdId;
+    return await settleLocal.finishChatRun({
+      run,
+      holdId,
+      result,
+      citations: prepared.citations,
+      retrievalCostMicros: prepared.retrievalCostMicros,
+      known: prepared.known,
+      model: { name: run.model, upstreamModel: prepared.upstreamModel },
+    });
+  } catch (error) {
+    const cancelled = isCancellation(error);
+    const { code, message } = cancelled ? { code: 'cancelled', message: 'The run was cancelled' } : failureCode(error);
+    // A failed prepare-and-call may have taken the hold: failChatRun finds it by its key.
+    await CancellationScope.nonCancellable(() => settleLocal.failChatRun({ run, holdId, code, message, cancelled, findHoldByKey: holdId === null }));
     throw error;
   }
 }
