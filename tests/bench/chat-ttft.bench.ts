@@ -9,7 +9,7 @@
 // run's Temporal history, its Redis Stream entry ids (server timestamps) and the gateway's
 // workflow.start call, so a miss can be traced to the step that costs it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -118,8 +118,36 @@ function machineJiffies(): { busy: number; total: number } {
  * What this process (gateway + client, and the worker when inline) and the machine did while the
  * workflow samples ran: CPU used (100 % = one core), event-loop delay, machine-wide busy share.
  */
-function loadMeter() {
+/** CPU seconds so far of this machine's processes, grouped by what they are (from /proc). */
+function cpuByProcessGroup(pids: Record<string, number | undefined>): Record<string, number> {
+  const groups: Record<string, number> = {};
+  const named = new Map(Object.entries(pids).filter(([, pid]) => pid !== undefined).map(([name, pid]) => [pid!, name]));
+  let entries: string[] = [];
+  try {
+    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return groups;
+  }
+  for (const entry of entries) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const seconds = (Number(fields[11]) + Number(fields[12])) / 100;
+    const group = named.get(Number(entry)) ?? (comm === 'postgres' ? 'postgresql' : comm === 'temporal' ? 'temporal_server' : comm.startsWith('redis') ? 'redis' : null);
+    if (group) groups[group] = (groups[group] ?? 0) + seconds;
+  }
+  return groups;
+}
+
+function loadMeter(pids: Record<string, number | undefined> = {}) {
   const loop = monitorEventLoopDelay({ resolution: 5 });
+  const cpuSeconds: Record<string, number> = {};
+  let groupsAtStart: Record<string, number> = {};
   let cpuMicros = 0;
   let wallMs = 0;
   let busy = 0;
@@ -129,6 +157,7 @@ function loadMeter() {
     start() {
       loop.enable();
       started = { cpu: process.cpuUsage(), wall: performance.now(), machine: machineJiffies() };
+      groupsAtStart = cpuByProcessGroup(pids);
     },
     stop() {
       loop.disable();
@@ -139,7 +168,12 @@ function loadMeter() {
       const machine = machineJiffies();
       busy += machine.busy - started.machine.busy;
       total += machine.total - started.machine.total;
+      for (const [group, seconds] of Object.entries(cpuByProcessGroup(pids))) cpuSeconds[group] = (cpuSeconds[group] ?? 0) + seconds - (groupsAtStart[group] ?? seconds);
       started = null;
+    },
+    /** CPU milliseconds per unit of work (e.g. per run) of each process group, over the measured spans. */
+    cpuMsPer(units: number): Record<string, number> {
+      return Object.fromEntries(Object.entries(cpuSeconds).map(([group, seconds]) => [group, round((seconds * 1000) / Math.max(1, units), 1)]));
     },
     summary() {
       return {
@@ -184,7 +218,8 @@ const suite: BenchSuite = {
       gateway = await startTestGateway({ ...upstreamEnv, RATE_LIMIT_API_KEY_PER_MINUTE: '100000000', RATE_LIMIT_PROJECT_PER_MINUTE: '100000000' });
       // The worker in its own process as deployed; BENCH_CHAT_WORKER=inline shares this one.
       if (INLINE_WORKER) worker = await startTestWorker(upstreamEnv);
-      else workerProcess = await startWorkerProcess(upstreamEnv);
+      // BENCH_CPU_PROF_DIR=dir writes a CPU profile of the worker process there (for investigations).
+      else workerProcess = await startWorkerProcess({ ...upstreamEnv, ...(process.env.BENCH_CPU_PROF_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}` } : {}) });
       const gw = gateway;
       const tenant: Tenant = await signUp(gw.url, 'bench-chat');
       await gw.deps.ledger.topup({ orgId: tenant.org.id, amountMicros: 100_000_000n, idempotencyKey: `bench-chat-topup:${tenant.org.id}`, reason: 'bench credit', actor: { type: 'system' } });
@@ -308,7 +343,7 @@ const suite: BenchSuite = {
         );
       };
       let workflowSeconds = 0;
-      const concurrentLoad = loadMeter();
+      const concurrentLoad = loadMeter({ worker: workerProcess?.pid, simulator: sim.proc.pid, gateway_and_client: process.pid });
       for (let round = 0; round < CONCURRENT_ROUNDS; round++) {
         await lanes(direct, concurrent.direct);
         const blockStarted = performance.now();
@@ -403,6 +438,7 @@ const suite: BenchSuite = {
       await report(`${CONCURRENT} concurrent streams`, `${CONCURRENT}streams`, concurrent, {
         method: `${CONCURRENT} lanes; ${CONCURRENT_ROUNDS} rounds of a direct block then a workflow block, ${PER_LANE} messages per lane per block`,
         workflow_runs_per_second: round(concurrent.workflow.length / workflowSeconds, 1),
+        cpu_ms_per_run_by_process: concurrentLoad.cpuMsPer(concurrent.workflow.length),
         load_during_workflow_blocks: concurrentLoad.summary(),
       });
       return results;
