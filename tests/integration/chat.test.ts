@@ -1,6 +1,7 @@
 // Chat as a one-step durable workflow: browser → gateway → Temporal → upstream → SSE, with money
 // and audit right, resumable event streams, cancellation and failures that end well.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { countChatPromptTokens } from '@deepspace/core';
 import { createKey, missingAuditTraceIds, signUp, type Tenant } from '../support/api.ts';
 import { collectSse, sseEvents } from '../support/sse.ts';
 import { until } from '../support/processes.ts';
@@ -147,6 +148,36 @@ describe('chat', () => {
     expect(after.frozenMicros).toBe(0n);
     expect((await gateway.deps.prisma.workflowRun.findUniqueOrThrow({ where: { id: runId } })).status).toBe('cancelled');
   });
+
+  it('a long session sends its newest turns, ending with the new message (not its oldest 2,000)', async () => {
+    const tenant = await fundedTenant('long-history');
+    const session = await newSession(tenant);
+    // 2,100 earlier turns, a second apart, straight into the table (the API would take minutes).
+    await gateway.deps.pool.query(
+      `INSERT INTO chat_messages (session_id, org_id, project_id, role, content, created_at)
+       SELECT $1::uuid, $2::uuid, $3::uuid, CASE WHEN i % 2 = 0 THEN 'user' ELSE 'assistant' END, 'earlier turn ' || i, now() - (2101 - i) * interval '1 second'
+       FROM generate_series(1, 2100) AS i`,
+      [session.id, tenant.org.id, tenant.project.id],
+    );
+    const events = await collectSse(await send(tenant, session.id, { content: 'newest question about zebras [[sim:output_tokens=12]]' }));
+    const completed = events.at(-1)!;
+    expect(completed.event).toBe('message.completed');
+    // The simulator echoes the last user message it was sent: the new one, so it was in the prompt.
+    expect(completed.data.content).toContain('zebras');
+    // What was sent is the newest 2,000 messages up to the new one (all fit gpt-4o-mini's window):
+    // the simulator's prompt count says so, token for token.
+    const runId = events[0]!.data.run_id;
+    const { rows } = await gateway.deps.pool.query<{ role: string; content: string }>(
+      `SELECT role, content FROM chat_messages
+       WHERE session_id = $1::uuid AND created_at <= (SELECT created_at FROM chat_messages WHERE run_id = $2 AND role = 'user')
+       ORDER BY created_at DESC, id DESC LIMIT 2000`,
+      [session.id, runId],
+    );
+    expect(rows[0]!.content).toContain('zebras');
+    expect(rows.at(-1)!.content).toBe('earlier turn 102');
+    const usage = await gateway.deps.prisma.usageRecord.findFirstOrThrow({ where: { runId } });
+    expect(usage.promptTokens).toBe(countChatPromptTokens(rows.reverse()));
+  }, 60_000);
 
   it('an upstream that keeps failing ends in run.failed with the hold released', async () => {
     const tenant = await fundedTenant('fail');
