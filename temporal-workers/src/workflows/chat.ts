@@ -4,13 +4,13 @@
 // Three shapes, newest first (patched() keeps runs begun by earlier workers replaying; fixtures in
 // ./fixtures): 'chat-one-call' (prepare + call in one local activity, then settle), 'chat-all-local'
 // (prepare, call, settle as three local activities), and the first (prepare and hold local, call
-// and settle as activities). New runs take the first branch.
+// and settle as activities). New runs take 'chat-one-call'.
 import { ActivityCancellationType, ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, patched, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { ChatActivities, ChatRunInput } from '../activities/chat.ts';
 import type { BillingActivities } from '../activities/billing.ts';
 import { BILLING_NON_RETRYABLE_ERRORS } from './billing.ts';
 
-// The first shape. Short database steps run as local activities: each saves a task round trip.
+// The oldest shape. Short database steps run as local activities: each saves a task round trip.
 const local = proxyLocalActivities<Pick<ChatActivities, 'prepareChatContext'> & Pick<BillingActivities, 'billingHold'>>({
   startToCloseTimeout: '15 seconds',
   retry: { maximumAttempts: 5, initialInterval: '100 ms', nonRetryableErrorTypes: BILLING_NON_RETRYABLE_ERRORS },
