@@ -36,6 +36,8 @@ const envSchema = z
       .refine((v) => /^[^\s:]+:\d{1,5}$/.test(v), 'must be host:port'),
     TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
     TEMPORAL_TASK_QUEUE: z.string().min(1).default('deepspace'),
+    // Chat replies stream inside a local activity whose workflow task is heartbeated at 80% of this.
+    TEMPORAL_CHAT_TASK_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(60_000).default(2_000),
 
     NEWAPI_BASE_URL: optionalUrl,
     NEWAPI_API_KEY: z.string().optional(),
@@ -97,7 +99,12 @@ function toConfig(env: z.infer<typeof envSchema>) {
     logLevel: env.LOG_LEVEL,
     databaseUrl: env.DATABASE_URL,
     redis: { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX },
-    temporal: { address: env.TEMPORAL_ADDRESS, namespace: env.TEMPORAL_NAMESPACE, taskQueue: env.TEMPORAL_TASK_QUEUE },
+    temporal: {
+      address: env.TEMPORAL_ADDRESS,
+      namespace: env.TEMPORAL_NAMESPACE,
+      taskQueue: env.TEMPORAL_TASK_QUEUE,
+      chatWorkflowTaskTimeoutMs: env.TEMPORAL_CHAT_TASK_TIMEOUT_MS,
+    },
     upstream: {
       baseUrl: env.NEWAPI_BASE_URL,
       apiKey: env.NEWAPI_API_KEY,

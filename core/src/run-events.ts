@@ -132,8 +132,6 @@ export interface ChatRunInput {
 }
 
 export const CHAT_WORKFLOW_TYPE = 'chatMessageWorkflow';
-/** Workflow task timeout of chat runs (see the gateway's start call): their reply streams in a local activity. */
-export const CHAT_WORKFLOW_TASK_TIMEOUT = '2 seconds';
 export const chatWorkflowId = (userMessageId: string) => `chat-${userMessageId}`;
 
 /** The contract between the gateway (which starts workflow runs) and the DSL interpreter. */

@@ -9,18 +9,21 @@ describe('configuration', () => {
     expect(config.gateway.port).toBe(8080);
     expect(config.storage.driver).toBe('local');
     expect(config.upstream.baseUrl).toBeUndefined();
+    expect(config.temporal.chatWorkflowTaskTimeoutMs).toBe(2_000);
+    expect(loadConfig({ TEMPORAL_CHAT_TASK_TIMEOUT_MS: '5000' }).temporal.chatWorkflowTaskTimeoutMs).toBe(5_000);
   });
 
   it('reports every wrong value on its own line, naming the variable', () => {
     let error: unknown;
     try {
-      loadConfig({ GATEWAY_PORT: '99999', DATABASE_URL: 'mysql://x', STORAGE_DRIVER: 'ftp', TEMPORAL_ADDRESS: 'nohost' });
+      loadConfig({ GATEWAY_PORT: '99999', DATABASE_URL: 'mysql://x', STORAGE_DRIVER: 'ftp', TEMPORAL_ADDRESS: 'nohost', TEMPORAL_CHAT_TASK_TIMEOUT_MS: '500' });
     } catch (e) {
       error = e;
     }
     expect(error).toBeInstanceOf(ConfigError);
     const problems = (error as ConfigError).problems;
-    expect(problems).toHaveLength(4);
+    expect(problems).toHaveLength(5);
+    expect(problems.some((p) => p.startsWith('TEMPORAL_CHAT_TASK_TIMEOUT_MS:'))).toBe(true);
     expect(problems.find((p) => p.startsWith('GATEWAY_PORT:'))).toContain('99999');
     expect(problems.find((p) => p.startsWith('DATABASE_URL:'))).toContain('postgresql');
     expect(problems.some((p) => p.startsWith('STORAGE_DRIVER:'))).toBe(true);

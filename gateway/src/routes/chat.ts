@@ -2,7 +2,7 @@
 // chatMessageWorkflow); its reply streams back over SSE from the run's Redis Stream.
 import { createHash, randomUUID } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { AppError, CHAT_WORKFLOW_TASK_TIMEOUT, CHAT_WORKFLOW_TYPE, chatWorkflowId, type ChatRunInput, type Models, type Prisma } from '@deepspace/core';
+import { AppError, CHAT_WORKFLOW_TYPE, chatWorkflowId, type ChatRunInput, type Models, type Prisma } from '@deepspace/core';
 import type { ApiRouter, RequestContext } from '../http/router.ts';
 import { projectAccess } from '../services/access.ts';
 import { assertPolicyAllows } from '../services/policy.ts';
@@ -295,9 +295,9 @@ export function chatRoutes(api: ApiRouter): void {
         workflowId,
         args: [{ ...input, traceId }],
         // The reply streams inside a local activity, which keeps its workflow task alive with a
-        // heartbeat at 80% of this timeout: a cancel reaches the call within ~1.6 s, and a run whose
-        // worker died is picked up again after 2 s.
-        workflowTaskTimeout: CHAT_WORKFLOW_TASK_TIMEOUT,
+        // heartbeat at 80% of this timeout: with the default 2 s a cancel reaches the call within
+        // ~1.6 s, and a run whose worker died is picked up again after 2 s.
+        workflowTaskTimeout: deps.config.temporal.chatWorkflowTaskTimeoutMs,
         // A retried POST after the run finished attaches to it (replays its events); it never
         // starts a second run, which would call the model again.
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
