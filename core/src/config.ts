@@ -42,6 +42,12 @@ const envSchema = z
     NEWAPI_BASE_URL: optionalUrl,
     NEWAPI_API_KEY: z.string().optional(),
     UPSTREAM_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(120_000),
+    // /v1: start the upstream call beside the hold when the org's wallet was last seen (≤ 5 s ago)
+    // with room for this many calls like it; 0 = always hold first.
+    V1_SPECULATIVE_HEADROOM: z.coerce.number().int().min(0).max(1_000_000).default(20),
+    // /v1 non-stream: commit the capture (money, usage, audit) before answering; false answers once
+    // the upstream answered and the hold stands, and commits the capture right after.
+    V1_SETTLE_BEFORE_RESPONSE: bool.default(false),
     /** Lets workflow `http` steps reach loopback addresses (tests and local demos only). */
     WORKFLOW_HTTP_ALLOW_LOOPBACK: bool.default(false),
 
@@ -109,6 +115,10 @@ function toConfig(env: z.infer<typeof envSchema>) {
       baseUrl: env.NEWAPI_BASE_URL,
       apiKey: env.NEWAPI_API_KEY,
       timeoutMs: env.UPSTREAM_TIMEOUT_MS,
+    },
+    v1: {
+      speculativeHeadroom: env.V1_SPECULATIVE_HEADROOM,
+      settleBeforeResponse: env.V1_SETTLE_BEFORE_RESPONSE,
     },
     workflows: { httpAllowLoopback: env.WORKFLOW_HTTP_ALLOW_LOOPBACK },
     storage: {

@@ -7,6 +7,7 @@ import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
 import { createUpstreamClient } from '@deepspace/core/ai/upstream';
 import { createApp } from './app.ts';
 import { settleHealthChecks } from './routes/health.ts';
+import { settleAfterResponses } from './services/settlements.ts';
 
 const config = loadConfigOrExit();
 const logger = createLogger('gateway', config.logLevel);
@@ -43,6 +44,7 @@ async function shutdown(signal: string) {
   server.close();
   server.closeAllConnections();
   await settleHealthChecks();
+  await settleAfterResponses();
   await Promise.allSettled([prisma.$disconnect(), pool.end(), redis.quit(), connection.close()]);
   clearTimeout(force);
   process.exit(0);

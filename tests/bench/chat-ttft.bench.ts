@@ -26,6 +26,18 @@ const SIM_KEY = 'sim-test-key';
 const FIRST_TOKEN_MS = 50;
 const PROMPT = `Explain what enzymes do in two sentences. [[sim:first_token_ms=${FIRST_TOKEN_MS}]] [[sim:output_tokens=12]]`;
 const MAX_TOKENS = 16;
+// "20 concurrent streams": 20 replies streaming at once, each as long as a real answer (100 tokens
+// at 15 ms each after the first: ~1.5 s, ~65 tokens/s, the pace of a fast hosted model), the 20
+// lanes' starts staggered over one reply's length so arrivals spread out. A second block runs the
+// 20 lanes back to back with 12-token replies that end right after their first token: that
+// measures saturation throughput (a new run whenever one ends), not 20 streams.
+const STREAM_OUTPUT_TOKENS = 100;
+const STREAM_TOKEN_MS = 15;
+const STREAM_PROMPT = `Explain what enzymes do, in detail. [[sim:first_token_ms=${FIRST_TOKEN_MS}]] [[sim:output_tokens=${STREAM_OUTPUT_TOKENS}]] [[sim:token_ms=${STREAM_TOKEN_MS}]]`;
+const STREAM_MAX_TOKENS = 128;
+const STREAM_MS = FIRST_TOKEN_MS + STREAM_OUTPUT_TOKENS * STREAM_TOKEN_MS;
+const STREAM_ROUNDS = Number(process.env.BENCH_TTFT_STREAM_ROUNDS ?? 3);
+const STREAM_PER_LANE = 4;
 const SINGLE_SAMPLES = Number(process.env.BENCH_TTFT_SAMPLES ?? 150);
 const CONCURRENT = 20;
 /** Rounds of (direct block, workflow block), each block CONCURRENT lanes × PER_LANE messages. */
@@ -239,7 +251,7 @@ const suite: BenchSuite = {
       // One fresh session per message (made before the clock starts), so every prompt is the same
       // single user message on both paths.
       const sessionPool: string[] = [];
-      const total = WARMUP + SINGLE_SAMPLES + CONCURRENT * PER_LANE * CONCURRENT_ROUNDS + CONCURRENT;
+      const total = WARMUP + SINGLE_SAMPLES + CONCURRENT * PER_LANE * CONCURRENT_ROUNDS + CONCURRENT * STREAM_PER_LANE * STREAM_ROUNDS + CONCURRENT;
       for (let i = 0; i < total; i += 10) {
         const batch = await Promise.all(
           Array.from({ length: Math.min(10, total - i) }, () => tenant.client.post(`/api/v1/projects/${projectId}/chat/sessions`, { model: 'gpt-4o-mini', title: 'bench' })),
@@ -251,14 +263,14 @@ const suite: BenchSuite = {
       }
 
       const failures: string[] = [];
-      const viaWorkflow = async (): Promise<WorkflowSample | null> => {
+      const viaWorkflow = async (prompt = PROMPT, maxTokens = MAX_TOKENS): Promise<WorkflowSample | null> => {
         const sessionId = sessionPool.pop()!;
         const t0 = Date.now();
         const p0 = performance.now();
         const res = await fetch(`${gw.url}/api/v1/projects/${projectId}/chat/sessions/${sessionId}/messages`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', cookie: tenant.client.cookie! },
-          body: JSON.stringify({ content: PROMPT, max_tokens: MAX_TOKENS }),
+          body: JSON.stringify({ content: prompt, max_tokens: maxTokens }),
         });
         if (res.status !== 200) {
           failures.push(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
@@ -294,12 +306,12 @@ const suite: BenchSuite = {
       };
 
       const openai = new OpenAI({ baseURL: sim.url, apiKey: SIM_KEY, maxRetries: 0 });
-      const direct = async (): Promise<number | null> => {
+      const direct = async (prompt = PROMPT, maxTokens = MAX_TOKENS): Promise<number | null> => {
         const started = performance.now();
         const stream = await openai.chat.completions.create({
           model: 'sim-gpt-4o-mini',
-          messages: [{ role: 'user', content: PROMPT }],
-          max_tokens: MAX_TOKENS,
+          messages: [{ role: 'user', content: prompt }],
+          max_tokens: maxTokens,
           stream: true,
           stream_options: { include_usage: true },
         });
@@ -330,7 +342,32 @@ const suite: BenchSuite = {
         if (w) single.workflow.push(w);
       }
 
-      // 20 streams: alternating blocks of CONCURRENT lanes × PER_LANE messages.
+      // 20 concurrent streams of real length: alternating blocks of CONCURRENT lanes × STREAM_PER_LANE
+      // messages, lane i starting i/CONCURRENT of a reply's length into the block.
+      const streams = { direct: [] as number[], workflow: [] as WorkflowSample[] };
+      const streamLanes = async <T>(fn: () => Promise<T | null>, into: T[]) => {
+        await Promise.all(
+          Array.from({ length: CONCURRENT }, async (_, lane) => {
+            await new Promise((resolve) => setTimeout(resolve, (lane * STREAM_MS) / CONCURRENT));
+            for (let i = 0; i < STREAM_PER_LANE; i++) {
+              const sample = await fn();
+              if (sample !== null) into.push(sample);
+            }
+          }),
+        );
+      };
+      let streamWorkflowSeconds = 0;
+      const streamLoad = loadMeter({ worker: workerProcess?.pid, simulator: sim.proc.pid, gateway_and_client: process.pid });
+      for (let round = 0; round < STREAM_ROUNDS; round++) {
+        await streamLanes(() => direct(STREAM_PROMPT, STREAM_MAX_TOKENS), streams.direct);
+        const blockStarted = performance.now();
+        streamLoad.start();
+        await streamLanes(() => viaWorkflow(STREAM_PROMPT, STREAM_MAX_TOKENS), streams.workflow);
+        streamLoad.stop();
+        streamWorkflowSeconds += (performance.now() - blockStarted) / 1000;
+      }
+
+      // 20 lanes back to back with short replies: alternating blocks of CONCURRENT lanes × PER_LANE messages.
       const concurrent = { direct: [] as number[], workflow: [] as WorkflowSample[] };
       const lanes = async <T>(fn: () => Promise<T | null>, into: T[]) => {
         await Promise.all(
@@ -345,10 +382,10 @@ const suite: BenchSuite = {
       let workflowSeconds = 0;
       const concurrentLoad = loadMeter({ worker: workerProcess?.pid, simulator: sim.proc.pid, gateway_and_client: process.pid });
       for (let round = 0; round < CONCURRENT_ROUNDS; round++) {
-        await lanes(direct, concurrent.direct);
+        await lanes(() => direct(), concurrent.direct);
         const blockStarted = performance.now();
         concurrentLoad.start();
-        await lanes(viaWorkflow, concurrent.workflow);
+        await lanes(() => viaWorkflow(), concurrent.workflow);
         concurrentLoad.stop();
         workflowSeconds += (performance.now() - blockStarted) / 1000;
       }
@@ -404,13 +441,13 @@ const suite: BenchSuite = {
       };
 
       const results: BenchResult[] = [];
-      const report = async (label: string, key: string, data: { direct: number[]; workflow: WorkflowSample[] }, extra: Record<string, unknown>) => {
+      const report = async (label: string, key: string, data: { direct: number[]; workflow: WorkflowSample[] }, extra: Record<string, unknown>, withTarget = true) => {
         const d = stats(data.direct);
         const w = stats(data.workflow.map((s) => s.ttft));
         const parts = await breakdown(data.workflow);
         for (const stat of ['p50', 'p95', 'p99'] as const) {
           const added = w[stat] - d[stat];
-          const target = stat === 'p95' ? null : TARGET_ADDED_MS[stat];
+          const target = stat === 'p95' || !withTarget ? null : TARGET_ADDED_MS[stat];
           results.push({
             name: `chat-ttft-${key}-${stat}`,
             description: `chat time to first token, ${label}: POST message (SSE) → first message.delta through the workflow, vs a streaming completion sent straight to the simulator (first token after ${FIRST_TOKEN_MS} ms on both)`,
@@ -435,12 +472,18 @@ const suite: BenchSuite = {
         topology: TOPOLOGY,
         load_during_workflow_samples: singleLoad.summary(),
       });
-      await report(`${CONCURRENT} concurrent streams`, `${CONCURRENT}streams`, concurrent, {
-        method: `${CONCURRENT} lanes; ${CONCURRENT_ROUNDS} rounds of a direct block then a workflow block, ${PER_LANE} messages per lane per block`,
+      await report(`${CONCURRENT} concurrent streams`, `${CONCURRENT}streams`, streams, {
+        method: `${CONCURRENT} lanes, each streaming one reply after another (${STREAM_OUTPUT_TOKENS} tokens, first after ${FIRST_TOKEN_MS} ms, then one every ${STREAM_TOKEN_MS} ms: ~${STREAM_MS} ms per reply), lane i starting ${round(STREAM_MS / CONCURRENT, 0)}·i ms into each block; ${STREAM_ROUNDS} rounds of a direct block then a workflow block, ${STREAM_PER_LANE} replies per lane per block`,
+        workflow_runs_per_second: round(streams.workflow.length / streamWorkflowSeconds, 1),
+        cpu_ms_per_run_by_process: streamLoad.cpuMsPer(streams.workflow.length),
+        load_during_workflow_blocks: streamLoad.summary(),
+      });
+      await report(`${CONCURRENT} lanes back to back, short replies (saturation)`, `${CONCURRENT}lanes-saturated`, concurrent, {
+        method: `${CONCURRENT} lanes each sending its next message as soon as the previous reply ends; replies of 12 tokens that end right after their first token, so the lanes keep the machine saturated (a throughput measure, not 20 open streams); ${CONCURRENT_ROUNDS} rounds of a direct block then a workflow block, ${PER_LANE} messages per lane per block`,
         workflow_runs_per_second: round(concurrent.workflow.length / workflowSeconds, 1),
         cpu_ms_per_run_by_process: concurrentLoad.cpuMsPer(concurrent.workflow.length),
         load_during_workflow_blocks: concurrentLoad.summary(),
-      });
+      }, false);
       return results;
     } finally {
       await worker?.stop();

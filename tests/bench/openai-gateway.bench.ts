@@ -12,7 +12,7 @@
 // our gateway (startTestGateway) and Portkey each run in their own Node process. On this 2-core
 // machine they all share the CPU with each other, PostgreSQL and Redis.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -43,6 +43,7 @@ const MAX_SOCKETS = 64;
 const ORGS = Math.max(1, Number(process.env.BENCH_V1_ORGS ?? 1));
 const SIM_KEY = 'sim-test-key';
 const GATEWAY_OVERRIDES = { RATE_LIMIT_API_KEY_PER_MINUTE: '100000000', RATE_LIMIT_PROJECT_PER_MINUTE: '100000000' };
+const STRICT_SETTINGS = { V1_SPECULATIVE_HEADROOM: '0', V1_SETTLE_BEFORE_RESPONSE: 'true' };
 const PROMPT = 'Summarise the role of ribosomes in protein synthesis.';
 const MAX_TOKENS = 16;
 
@@ -109,11 +110,11 @@ async function startSimulatorProcess(): Promise<{ child: Child; url: string }> {
 }
 
 /** Our gateway (startTestGateway) in its own process: this file run with --serve-gateway. */
-async function startGatewayProcess(simulatorUrl: string): Promise<{ child: Child; url: string }> {
+async function startGatewayProcess(simulatorUrl: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: Child; url: string }> {
   const { child, match } = await spawnNode(
     // BENCH_CPU_PROF_DIR=dir writes a CPU profile of our gateway process there (for investigations).
     [...(process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : []), fileURLToPath(import.meta.url), '--serve-gateway'],
-    { ...process.env, NEWAPI_BASE_URL: simulatorUrl, NEWAPI_API_KEY: SIM_KEY, BENCH_GATEWAY_OVERRIDES: JSON.stringify(GATEWAY_OVERRIDES) },
+    { ...process.env, NEWAPI_BASE_URL: simulatorUrl, NEWAPI_API_KEY: SIM_KEY, BENCH_GATEWAY_OVERRIDES: JSON.stringify({ ...GATEWAY_OVERRIDES, ...env }) },
     /^BENCH_GATEWAY_URL=(\S+)$/,
   );
   return { child, url: match[1]! };
@@ -181,6 +182,7 @@ interface PhaseResult {
   cpuMsPerRequest: number | null;
   /** Share of the machine's 2 cores busy during the phase (all processes, including ones not ours). */
   machineBusyPct: number | null;
+  servicesCpuMsPerRequest: { postgresql: number; redis: number };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -199,6 +201,30 @@ function machineJiffies(): { busy: number; total: number } | null {
   } catch {
     return null;
   }
+}
+
+/** CPU ms so far of every PostgreSQL and Redis server process (what a phase costs them, by difference). */
+function serviceCpuMs(): { postgresql: number; redis: number } {
+  const sums = { postgresql: 0, redis: 0 };
+  let entries: string[] = [];
+  try {
+    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return sums;
+  }
+  for (const entry of entries) {
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const group = comm === 'postgres' ? 'postgresql' : comm.startsWith('redis') ? 'redis' : null;
+      if (!group) continue;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      sums[group] += ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return sums;
 }
 
 type SendError = Error & { code?: string };
@@ -261,6 +287,7 @@ async function openLoop(targets: Target[], rate: number, seconds: number): Promi
   let lastSend = 0;
   const pending: Promise<void>[] = [];
   const machineBefore = machineJiffies();
+  const servicesBefore = serviceCpuMs();
   const start = performance.now() + 5;
   const dueAt = (slot: number) => start + Math.floor(slot / n) * interval + (slot % n) * (interval / n);
   await new Promise<void>((resolve) => {
@@ -301,6 +328,7 @@ async function openLoop(targets: Target[], rate: number, seconds: number): Promi
   });
   await Promise.all(pending);
   const machineAfter = machineJiffies();
+  const servicesAfter = serviceCpuMs();
   const machineBusyPct =
     machineBefore && machineAfter ? (100 * (machineAfter.busy - machineBefore.busy)) / Math.max(1, machineAfter.total - machineBefore.total) : null;
   const results: Record<string, PhaseResult> = {};
@@ -328,6 +356,11 @@ async function openLoop(targets: Target[], rate: number, seconds: number): Promi
       fromSendP99: percentile(s.fromSend, 99),
       cpuMsPerRequest: s.cpuBefore !== null && cpuAfter !== null ? (cpuAfter - s.cpuBefore) / total : null,
       machineBusyPct,
+      // Shared by every target of the phase: meaningful per target when it ran alone.
+      servicesCpuMsPerRequest: {
+        postgresql: (servicesAfter.postgresql - servicesBefore.postgresql) / (total * n),
+        redis: (servicesAfter.redis - servicesBefore.redis) / (total * n),
+      },
     };
   }
   return results;
@@ -384,6 +417,7 @@ function summary(p: PhaseResult) {
     from_send_ms: { p50: round(p.fromSendP50), p99: round(p.fromSendP99) },
     ...(p.cpuMsPerRequest !== null ? { process_cpu_ms_per_request: round(p.cpuMsPerRequest, 3) } : {}),
     ...(p.machineBusyPct !== null ? { machine_busy_pct: round(p.machineBusyPct, 0) } : {}),
+    services_cpu_ms_per_request: { postgresql: round(p.servicesCpuMsPerRequest.postgresql, 3), redis: round(p.servicesCpuMsPerRequest.redis, 3) },
   };
 }
 
@@ -400,6 +434,10 @@ const suite: BenchSuite = {
       children.push(sim.child);
       const gateway = await startGatewayProcess(sim.url);
       children.push(gateway.child);
+      // The same gateway with both /v1 latency features off (hold, then call, then a durable
+      // capture before the answer), so one run shows what they buy. BENCH_V1_STRICT=0 skips it.
+      const strictGateway = process.env.BENCH_V1_STRICT === '0' ? null : await startGatewayProcess(sim.url, STRICT_SETTINGS);
+      if (strictGateway) children.push(strictGateway.child);
 
       let portkey: Awaited<ReturnType<typeof startPortkey>> | null = null;
       let portkeyError: string | null = null;
@@ -442,6 +480,9 @@ const suite: BenchSuite = {
         agent: agent(),
         pid: gateway.child.proc.pid,
       };
+      const strict: Target | null = strictGateway
+        ? { ...ours, name: 'ours-strict', url: new URL(`${strictGateway.url}/v1/chat/completions`), agent: agent(), pid: strictGateway.child.proc.pid }
+        : null;
       let peer: Target | null = null;
       if (portkey) {
         peer = {
@@ -459,7 +500,7 @@ const suite: BenchSuite = {
           peer = null;
         }
       }
-      const targets = [direct, ours, ...(peer ? [peer] : [])];
+      const targets = [direct, ours, ...(strict ? [strict] : []), ...(peer ? [peer] : [])];
 
       // Warm-up (JIT, connection pools, Redis scripts, the model catalog cache), which doubles as a
       // closed-loop measure of the most each target completes per second here.
@@ -490,11 +531,12 @@ const suite: BenchSuite = {
         const details = {
           method: `open loop: ${rate} req/s for ${seconds} s per target, ${together ? 'all targets side by side (staggered)' : 'one target at a time'}, latency from each request's scheduled send time; a request not answered ${DEADLINE_MS} ms after its due time is abandoned and counted at ${DEADLINE_MS} ms (a "timeout"); same body to each (${MAX_TOKENS} max tokens; 0-latency simulator); node:http keep-alive agent, ≤ ${MAX_SOCKETS} sockets per target`,
           topology: 'load generator in the bench process; simulator, our gateway (startTestGateway: Prisma pool 5, pg pool 10, limits raised) and Portkey each in their own Node 24 process; all share the 2 cores with PostgreSQL, Redis and Temporal, and the load generator competes for the CPU',
-          ours_pipeline: `project API key auth, Redis rate limits, policy, OpenAPI validation, ledger hold → upstream → capture (usage row) + audit row; ${ORGS === 1 ? 'one funded org, so every call holds and captures on the same wallet row' : `calls spread over ${ORGS} funded orgs`}`,
+          ours_pipeline: `project API key auth, Redis rate limits, policy, OpenAPI validation, ledger hold → upstream → capture (usage row) + audit row, with the default settings (upstream call beside the hold once the wallet was seen rich; capture committed right after the answer; "ours_strict": hold, call and capture in sequence, the capture durable before the answer); ${ORGS === 1 ? 'one funded org, so every call holds and captures on the same wallet row' : `calls spread over ${ORGS} funded orgs`}`,
           closed_loop_capacity: `most calls/s each target completed with 32 in flight for ${CAPACITY_SECONDS} s, after the warm-up`,
           closed_loop_capacity_rps: Object.fromEntries(Object.entries(capacity).map(([k, v]) => [k, round(v.perSecond, 0)])),
           direct: summary(d),
           ours: summary(o),
+          ...(phase['ours-strict'] ? { ours_strict: summary(phase['ours-strict']), ours_strict_settings: STRICT_SETTINGS } : {}),
           ...(p ? { portkey: summary(p) } : {}),
           drain_after_phase_ms: drained,
           ...(portkey ? { peer: { package: `@portkey-ai/gateway@${portkey.version}`, started_as: portkey.command } } : {}),
@@ -515,7 +557,7 @@ const suite: BenchSuite = {
               ratio: round(oursAdded / Math.max(peerAdded, 1), 2),
               ratioMeaning: `our added ${stat} latency in multiples of Portkey's, floored at 1 ms (1 = parity, < 1 = we add less)`,
               details: {
-                [`${stat}_ms`]: { direct: round(d[stat]), ours: round(o[stat]), portkey: round(p[stat]) },
+                [`${stat}_ms`]: { direct: round(d[stat]), ours: round(o[stat]), portkey: round(p[stat]), ...(phase['ours-strict'] ? { ours_strict: round(phase['ours-strict'][stat]) } : {}) },
                 timeouts: { direct: d.timeouts, ours: o.timeouts, portkey: p.timeouts },
                 errors: { direct: d.errorCount, ours: o.errorCount, portkey: p.errorCount },
                 ...details,

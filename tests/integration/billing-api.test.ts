@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient, missingAuditTraceIds, signUp, type Tenant } from '../support/api.ts';
 import { startTestGateway, type TestGateway } from '../support/stack.ts';
+import { forgetSessions } from '../../gateway/src/auth/authenticate.ts';
 
 let gateway: TestGateway;
 let admin: Tenant;
@@ -8,6 +9,9 @@ beforeAll(async () => {
   gateway = await startTestGateway();
   admin = await signUp(gateway.url, 'platform');
   await gateway.deps.prisma.user.update({ where: { id: admin.user.id }, data: { isPlatformAdmin: true } });
+  // A change made straight in the database reaches a gateway's session cache within 5 s; this
+  // in-process gateway is told at once.
+  forgetSessions({ userId: admin.user.id });
 });
 afterAll(async () => {
   expect(await missingAuditTraceIds(gateway.deps.prisma)).toEqual([]);

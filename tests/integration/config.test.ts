@@ -11,6 +11,9 @@ describe('configuration', () => {
     expect(config.upstream.baseUrl).toBeUndefined();
     expect(config.temporal.chatWorkflowTaskTimeoutMs).toBe(2_000);
     expect(loadConfig({ TEMPORAL_CHAT_TASK_TIMEOUT_MS: '5000' }).temporal.chatWorkflowTaskTimeoutMs).toBe(5_000);
+    expect(config.v1).toEqual({ speculativeHeadroom: 20, settleBeforeResponse: false });
+    expect(loadConfig({ V1_SPECULATIVE_HEADROOM: '0', V1_SETTLE_BEFORE_RESPONSE: 'true' }).v1).toEqual({ speculativeHeadroom: 0, settleBeforeResponse: true });
+    expect(() => loadConfig({ V1_SPECULATIVE_HEADROOM: '-1' })).toThrow(/V1_SPECULATIVE_HEADROOM/);
   });
 
   it('reports every wrong value on its own line, naming the variable', () => {

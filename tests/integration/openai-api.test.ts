@@ -4,6 +4,8 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, signUp, type Tenant } from '../support/api.ts';
 import { startTestGateway, type TestGateway } from '../support/stack.ts';
+import { startSimulator } from '@deepspace/upstream-simulator';
+import { pendingAfterResponse, settleAfterResponses } from '../../gateway/src/services/settlements.ts';
 
 let gateway: TestGateway;
 
@@ -42,6 +44,8 @@ describe('OpenAI-compatible /v1 API', () => {
     const traceId = response.headers.get('x-trace-id')!;
     expect(completion.model).toBe('gpt-4o-mini');
     expect(completion.usage!.completion_tokens).toBeGreaterThan(0);
+    // By default the capture commits right after the answer (V1_SETTLE_BEFORE_RESPONSE=false).
+    await settleAfterResponses();
 
     const usage = await gateway.deps.prisma.usageRecord.findFirstOrThrow({ where: { traceId } });
     expect(usage).toMatchObject({ status: 'success', promptTokens: completion.usage!.prompt_tokens, completionTokens: completion.usage!.completion_tokens, modelName: 'gpt-4o-mini', upstreamModel: 'sim-gpt-4o-mini' });
@@ -175,6 +179,7 @@ describe('OpenAI-compatible /v1 API', () => {
     const { data: result, response } = await client.embeddings.create({ model: 'text-embedding-3-small', input: ['alpha beta', 'gamma delta'] }).withResponse();
     expect(result.data).toHaveLength(2);
     expect(result.data[0]!.embedding.length).toBeGreaterThan(10);
+    await settleAfterResponses();
     const usage = await gateway.deps.prisma.usageRecord.findFirstOrThrow({ where: { traceId: response.headers.get('x-trace-id')! } });
     expect(usage.promptTokens).toBe(result.usage.prompt_tokens);
     expect(usage.modelName).toBe('text-embedding-3-small');
@@ -188,5 +193,127 @@ describe('OpenAI-compatible /v1 API', () => {
     const readOnly = tenant.client.withApiKey(await createKey(tenant, ['usage:read']));
     const denied = await readOnly.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] });
     expect(denied.status).toBe(403);
+  });
+});
+
+describe('/v1 latency features: speculative upstream start, capture after the answer', () => {
+  async function ownStack(env: NodeJS.ProcessEnv = {}) {
+    const sim = await startSimulator({ port: 0, apiKey: 'sim-test-key' });
+    const gw = await startTestGateway({ NEWAPI_BASE_URL: sim.url, NEWAPI_API_KEY: 'sim-test-key', ...env });
+    const tenant = await signUp(gw.url, 'speculate');
+    await gw.deps.ledger.topup({ orgId: tenant.org.id, amountMicros: 5_000_000n, idempotencyKey: `test-topup:${tenant.org.id}`, reason: 'test credit', actor: { type: 'system' } });
+    const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: await createKey(tenant, ['chat:write']), maxRetries: 0 });
+    return {
+      sim,
+      gw,
+      tenant,
+      client,
+      ask: (content: string) => client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }], max_tokens: 20 }).withResponse(),
+      async close() {
+        await gw.close();
+        await sim.close();
+      },
+    };
+  }
+
+  it('a wallet seen rich starts the upstream call beside the hold; a hold refused meanwhile still answers 402, aborts the call and charges nothing', async () => {
+    const stack = await ownStack();
+    const { sim, gw, tenant } = stack;
+    try {
+      // Nothing seen of this wallet yet: hold first, then the call; its answer shows a rich wallet.
+      await stack.ask('first call');
+      await settleAfterResponses();
+      expect(sim.stats().chat.nonStream).toBe(1);
+      const seen = await gw.deps.ledger.getWallet(tenant.org.id);
+      // Another process drains the wallet behind this gateway's back.
+      await gw.deps.ledger.adjust({
+        orgId: tenant.org.id, deltaMicros: -(seen.balanceMicros - seen.frozenMicros), idempotencyKey: `drain:${tenant.org.id}`, reason: 'test: spent elsewhere', actor: { type: 'system' },
+      });
+      const drained = await gw.deps.ledger.getWallet(tenant.org.id);
+
+      const refused = (await stack.ask('speculated [[sim:first_token_ms=2000]]').catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+      expect(refused.status).toBe(402);
+      expect((refused.error as { code: string }).code).toBe('insufficient_funds');
+      // The upstream saw the request (it started beside the hold) and it was cut off unanswered.
+      await expect.poll(() => sim.stats().chat.nonStream, { timeout: 5_000 }).toBe(2);
+      await expect.poll(() => sim.stats().recent.filter((r) => r.path.endsWith('/chat/completions') && r.status === 0).length, { timeout: 5_000 }).toBe(1);
+      const traceId = refused.headers!.get('x-trace-id')!;
+      expect(await gw.deps.prisma.hold.count({ where: { traceId } })).toBe(0);
+      expect(await gw.deps.prisma.usageRecord.count({ where: { traceId, status: 'success' } })).toBe(0);
+      expect(await gw.deps.ledger.getWallet(tenant.org.id)).toMatchObject({ balanceMicros: drained.balanceMicros, frozenMicros: 0n });
+
+      // The refusal told this gateway the wallet is empty: the next call holds first and the
+      // upstream never sees it.
+      const again = (await stack.ask('not speculated').catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+      expect(again.status).toBe(402);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(sim.stats().chat.nonStream).toBe(2);
+    } finally {
+      await stack.close();
+    }
+  });
+
+  it('speculative calls that succeed are billed exactly like held-first ones; V1_SPECULATIVE_HEADROOM=0 never speculates', async () => {
+    for (const headroom of ['20', '0']) {
+      const stack = await ownStack({ V1_SPECULATIVE_HEADROOM: headroom });
+      try {
+        const traces: string[] = [];
+        for (let i = 0; i < 4; i++) traces.push((await stack.ask(`call ${i}`)).response.headers.get('x-trace-id')!);
+        await settleAfterResponses();
+        const usage = await stack.gw.deps.prisma.usageRecord.findMany({ where: { traceId: { in: traces } } });
+        expect(usage.map((u) => u.status)).toEqual(['success', 'success', 'success', 'success']);
+        const holds = await stack.gw.deps.prisma.hold.findMany({ where: { traceId: { in: traces } } });
+        expect(holds.map((h) => h.status)).toEqual(['captured', 'captured', 'captured', 'captured']);
+        const w = await stack.gw.deps.ledger.getWallet(stack.tenant.org.id);
+        expect(w.frozenMicros).toBe(0n);
+        expect(w.balanceMicros).toBe(5_000_000n - usage.reduce((sum, u) => sum + u.costMicros, 0n));
+        // With headroom 0 a drained wallet never reaches the upstream.
+        if (headroom === '0') {
+          await stack.gw.deps.ledger.adjust({ orgId: stack.tenant.org.id, deltaMicros: -w.balanceMicros, idempotencyKey: `drain0:${stack.tenant.org.id}`, reason: 'test', actor: { type: 'system' } });
+          expect(((await stack.ask('refused').catch((e: unknown) => e)) as { status: number }).status).toBe(402);
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          expect(stack.sim.stats().chat.nonStream).toBe(4);
+        }
+      } finally {
+        await stack.close();
+      }
+    }
+  });
+
+  it('V1_SETTLE_BEFORE_RESPONSE=true: money, usage and audit are committed when the answer arrives', async () => {
+    const stack = await ownStack({ V1_SETTLE_BEFORE_RESPONSE: 'true' });
+    try {
+      const { data, response } = await stack.ask('settled first');
+      // No waiting for work after the response: there is none.
+      expect(pendingAfterResponse()).toBe(0);
+      const traceId = response.headers.get('x-trace-id')!;
+      const usage = await stack.gw.deps.prisma.usageRecord.findFirstOrThrow({ where: { traceId } });
+      expect(usage).toMatchObject({ status: 'success', completionTokens: data.usage!.completion_tokens });
+      expect((await stack.gw.deps.prisma.hold.findFirstOrThrow({ where: { traceId } })).status).toBe('captured');
+      expect(await stack.gw.deps.prisma.auditLog.count({ where: { traceId, action: 'ai.call', result: 'success' } })).toBe(1);
+    } finally {
+      await stack.close();
+    }
+  });
+
+  it('after the answer, the capture commits once with one audit row; a stopping gateway finishes it first', async () => {
+    const stack = await ownStack();
+    let closed = false;
+    try {
+      const traces: string[] = [];
+      // Answers arrive before their captures commit; closing the gateway right away must still settle them all.
+      const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => stack.ask(`burst ${i}`)));
+      for (const { response } of answers) traces.push(response.headers.get('x-trace-id')!);
+      await stack.close();
+      closed = true;
+      // Read through the suite's other gateway: this one's connections are closed.
+      const { prisma, ledger } = gateway.deps;
+      expect((await prisma.hold.findMany({ where: { traceId: { in: traces } } })).map((h) => h.status)).toEqual(Array(8).fill('captured'));
+      expect(await prisma.usageRecord.count({ where: { traceId: { in: traces }, status: 'success' } })).toBe(8);
+      expect(await prisma.auditLog.count({ where: { traceId: { in: traces }, action: 'ai.call' } })).toBe(8);
+      expect((await ledger.getWallet(stack.tenant.org.id)).frozenMicros).toBe(0n);
+    } finally {
+      if (!closed) await stack.close();
+    }
   });
 });

@@ -10,6 +10,7 @@ import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
 import { createUpstreamClient } from '@deepspace/core/ai/upstream';
 import { createApp } from '../../gateway/src/app.ts';
 import { settleHealthChecks } from '../../gateway/src/routes/health.ts';
+import { settleAfterResponses } from '../../gateway/src/services/settlements.ts';
 import type { GatewayDeps } from '../../gateway/src/deps.ts';
 import { createWorker } from '../../temporal-workers/src/worker.ts';
 
@@ -60,6 +61,7 @@ export async function startTestGateway(overrides: NodeJS.ProcessEnv = {}): Promi
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await settleHealthChecks();
+      await settleAfterResponses();
       await Promise.allSettled([prisma.$disconnect(), pool.end(), redis.quit(), connection.close()]);
     },
   };

@@ -13,11 +13,17 @@ import type { Bucket } from '../services/rate-limit.ts';
 import type { PolicyRules } from '../services/policy.ts';
 import { describeErrors, type Operation } from './openapi.ts';
 import type { GatewayServices } from './services.ts';
+import { trackAfterResponse } from '../services/settlements.ts';
 
 export interface Reply {
   status?: number;
   body?: unknown;
   headers?: Record<string, string>;
+  /**
+   * Work that runs once the response is sent (the request's own audit row must then already be
+   * accounted for). It handles its own errors; shutdown waits for it (services/settlements.ts).
+   */
+  afterSend?: () => Promise<void>;
 }
 
 export interface RequestContext {
@@ -233,6 +239,11 @@ export class ApiRouter {
       }
       if (idempotency) await services.idempotency.finish(idempotency.scope, idempotency.key, reply.status ?? 200, reply.body ?? null);
       if (!res.headersSent) send(res, reply);
+      if (reply.afterSend) {
+        const work = reply.afterSend().catch((error: unknown) => ctx.log.error({ err: error }, 'work after the response failed'));
+        trackAfterResponse(work);
+        await work;
+      }
     } catch (error) {
       if (MUTATING.has(operation.method) && !audited) {
         const status = isAppError(error) ? error.status : 500;

@@ -3,11 +3,14 @@ import type { GatewayDeps } from '../deps.ts';
 import { IdempotencyService } from '../services/idempotency.ts';
 import { PolicyService } from '../services/policy.ts';
 import { RateLimiter } from '../services/rate-limit.ts';
+import { WalletHeadroom } from '../services/wallet-headroom.ts';
 
 export interface GatewayServices {
   rateLimiter: RateLimiter;
   policy: PolicyService;
   idempotency: IdempotencyService;
+  /** Each org's available balance as this process last saw it (speculative /v1 upstream start). */
+  walletHeadroom: WalletHeadroom;
   /** The organization of a project (immutable, so cached in memory); undefined when it doesn't exist. */
   projectOrg(projectId: string): Promise<string | undefined>;
 }
@@ -21,6 +24,7 @@ export function createServices(deps: GatewayDeps): GatewayServices {
     rateLimiter: new RateLimiter(deps.redis),
     policy: new PolicyService(deps.prisma, deps.redis),
     idempotency: new IdempotencyService(deps.prisma),
+    walletHeadroom: new WalletHeadroom({ factor: deps.config.v1.speculativeHeadroom }),
     async projectOrg(projectId) {
       if (!UUID.test(projectId)) return undefined;
       const cached = projectOrgCache.get(projectId);

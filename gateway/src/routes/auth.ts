@@ -7,6 +7,7 @@ import type { GatewayDeps } from '../deps.ts';
 import type { ApiRouter, RequestContext } from '../http/router.ts';
 import { SESSION_COOKIE } from '../http/cookies.ts';
 import { hmacHex, newSessionToken } from '../auth/tokens.ts';
+import { forgetSessions } from '../auth/authenticate.ts';
 import { orgJson, projectJson, slugify, userJson } from './serialize.ts';
 
 let dummyHash: Promise<string> | undefined;
@@ -129,6 +130,7 @@ export function authRoutes(api: ApiRouter): void {
       await tx.session.update({ where: { id: user.sessionId }, data: { revokedAt: new Date() } });
       await ctx.audit({ action: 'auth.logout', resourceType: 'session', resourceId: user.sessionId }, tx);
     });
+    forgetSessions({ sessionId: user.sessionId });
     ctx.res.clearCookie(SESSION_COOKIE, { path: '/' });
     return { status: 204 };
   });
@@ -140,6 +142,7 @@ export function authRoutes(api: ApiRouter): void {
       await ctx.audit({ action: 'auth.logout_all', resourceType: 'user', resourceId: user.userId, details: { sessions: result.count } }, tx);
       return result.count;
     });
+    forgetSessions({ userId: user.userId });
     ctx.res.clearCookie(SESSION_COOKIE, { path: '/' });
     return { status: 200, body: { revoked_sessions: revoked } };
   });

@@ -4,7 +4,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { AppError, CHAT_WORKFLOW_TYPE, chatWorkflowId, type ChatRunInput, type Models, type Prisma } from '@deepspace/core';
 import type { ApiRouter, RequestContext } from '../http/router.ts';
-import { projectAccess } from '../services/access.ts';
+import { projectAccess, requireRole } from '../services/access.ts';
+import type { Role } from '../auth/actor.ts';
 import { assertPolicyAllows } from '../services/policy.ts';
 import { openSse, relayRunEvents, writeSse } from '../services/sse.ts';
 
@@ -62,6 +63,40 @@ async function sessionOf(ctx: RequestContext, minimumRole: 'viewer' | 'member' =
   if (session.status === 'rejected') throw session.reason;
   if (!session.value) throw new AppError('not_found', 'Chat session not found');
   return { project, session: session.value };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * sessionOf for the message hot path: project, the caller's role and the session in one
+ * statement (projectAccess and the session read take three Prisma queries), with the same answers:
+ * another tenant's project or session is 404, a role below member is 403.
+ */
+async function sendContextOf(ctx: RequestContext) {
+  const actor = ctx.actorOrThrow();
+  const projectId = ctx.params.projectId!;
+  const sessionId = ctx.params.sessionId!;
+  const notFound = (what: string) => new AppError('not_found', `${what} not found`);
+  if (!UUID.test(projectId)) throw notFound('Project');
+  if (!UUID.test(sessionId)) throw notFound('Chat session');
+  const { rows } = await ctx.deps.pool.query<{ org_id: string; archived: boolean; role: Role | null; session_id: string | null; model: string | null; params: unknown }>(
+    `SELECT p.org_id, p.archived_at IS NOT NULL AS archived, m.role, s.id AS session_id, s.model, s.params
+       FROM projects p
+       LEFT JOIN memberships m ON m.org_id = p.org_id AND m.user_id = $2::uuid
+       LEFT JOIN chat_sessions s ON s.id = $3::uuid AND s.project_id = p.id AND s.archived_at IS NULL
+      WHERE p.id = $1::uuid`,
+    [projectId, actor.type === 'user' ? actor.userId : null, sessionId],
+  );
+  const row = rows[0];
+  if (!row || row.archived) throw notFound('Project');
+  if (actor.type === 'api_key') {
+    if (actor.projectId !== projectId) throw notFound('Project');
+  } else {
+    if (!row.role) throw notFound('Project');
+    requireRole(row.role, 'member', 'chat');
+  }
+  if (!row.session_id) throw notFound('Chat session');
+  return { project: { id: projectId, orgId: row.org_id }, session: { id: row.session_id, model: row.model, params: row.params } };
 }
 
 async function runOf(ctx: RequestContext) {
@@ -209,7 +244,7 @@ export function chatRoutes(api: ApiRouter): void {
   });
 
   api.handle('sendChatMessage', async (ctx) => {
-    const { project, session } = await sessionOf(ctx, 'member');
+    const { project, session } = await sendContextOf(ctx);
     const { deps } = ctx;
     const params = (session.params ?? {}) as { temperature?: number; max_tokens?: number };
     const model = await chatModel(ctx, ctx.body.model ?? session.model ?? DEFAULT_CHAT_MODEL);

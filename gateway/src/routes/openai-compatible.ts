@@ -7,10 +7,10 @@ import type { Response } from 'express';
 import { AppError, countTokens, type Logger } from '@deepspace/core';
 import type { CachedPrice, CatalogEntry } from '@deepspace/core/ai/catalog-cache';
 import { classifyUpstreamError, leanUpstream, withUpstreamRetry, type OpenAI } from '@deepspace/core/ai/upstream';
-import type { ApiRouter, RequestContext } from '../http/router.ts';
+import type { ApiRouter, Reply, RequestContext } from '../http/router.ts';
 import { assertPolicyAllows } from '../services/policy.ts';
 import { settlementAudit } from '../services/audit.ts';
-import { estimateHoldMicros, type HoldResult } from '@deepspace/core/billing/index';
+import { estimateHoldMicros, type HoldEstimate, type HoldResult } from '@deepspace/core/billing/index';
 
 // A hold outlives the longest possible call by this much; past that the expiry schedule returns it
 // (the compensation of last resort when this process dies mid-call).
@@ -83,6 +83,7 @@ async function capture(ctx: RequestContext, s: Settlement, promptTokens: number,
     audit: callAudit(ctx, s, 'success', { prompt_tokens: promptTokens, completion_tokens: completionTokens, latency_ms: latencyMs, ...note }),
   });
   ctx.auditedByDomain();
+  if (!result.replayed) ctx.services.walletHeadroom.note(s.key.orgId, result.transaction);
   return result;
 }
 
@@ -118,33 +119,137 @@ async function release(ctx: RequestContext, s: Settlement, errorCode: string, lo
   }
 }
 
-/** Holds the estimate priced with the price in force now (cached catalog), in one ledger write. */
-async function pricedHold(
-  ctx: RequestContext,
-  key: ApiKeyActor,
-  model: CatalogEntry,
-  size: { messages: Array<{ role: string; content: any }>; maxTokens: number } | { promptTokens: number; maxTokens: number },
-): Promise<Settlement['hold']> {
+type CallSize = { messages: Array<{ role: string; content: any }>; maxTokens: number } | { promptTokens: number; maxTokens: number };
+
+/** The estimate of a call, priced with the price in force now (cached catalog). */
+async function priceCall(ctx: RequestContext, model: CatalogEntry, size: CallSize): Promise<{ price: CachedPrice; estimate: HoldEstimate }> {
   const price = await ctx.deps.catalog.priceAt(model.id);
   if (!price) throw new AppError('service_unavailable', `The model "${model.name}" has no price in force`);
   const estimate = 'messages' in size
     ? estimateHoldMicros({ price, messages: size.messages, maxTokens: size.maxTokens })
     : estimateHoldMicros({ price, promptTokens: size.promptTokens, maxTokens: size.maxTokens });
-  const result = await ctx.deps.ledger.hold({
-    orgId: key.orgId,
-    projectId: key.projectId,
-    amountMicros: estimate.amountMicros,
-    modelId: model.id,
-    priceId: price.id,
-    idempotencyKey: `v1:${ctx.traceId}:hold`,
-    traceId: ctx.traceId,
-    ttlMs: ctx.deps.config.upstream.timeoutMs + HOLD_TTL_MARGIN_MS,
-    actor: { type: 'api_key', id: key.keyId },
-    // Visible (reserving the money) is what the call needs; the capture or release after it is
-    // durable before this request answers, and makes the hold durable with it (see HoldInput).
-    durable: false,
-  });
-  return { ...result, estimate, price };
+  return { price, estimate };
+}
+
+/** Holds the estimate in one ledger write; what the wallet looks like after it feeds WalletHeadroom. */
+async function takeHold(ctx: RequestContext, key: ApiKeyActor, model: CatalogEntry, priced: { price: CachedPrice; estimate: HoldEstimate }): Promise<Settlement['hold']> {
+  try {
+    const result = await ctx.deps.ledger.hold({
+      orgId: key.orgId,
+      projectId: key.projectId,
+      amountMicros: priced.estimate.amountMicros,
+      modelId: model.id,
+      priceId: priced.price.id,
+      idempotencyKey: `v1:${ctx.traceId}:hold`,
+      traceId: ctx.traceId,
+      ttlMs: ctx.deps.config.upstream.timeoutMs + HOLD_TTL_MARGIN_MS,
+      actor: { type: 'api_key', id: key.keyId },
+      // Visible (reserving the money) is what the call needs; the capture or release after it is
+      // durable, and makes the hold durable with it (see HoldInput).
+      durable: false,
+    });
+    ctx.services.walletHeadroom.note(key.orgId, result.transaction);
+    return { ...result, estimate: priced.estimate, price: priced.price };
+  } catch (error) {
+    const available = error instanceof AppError && error.code === 'insufficient_funds' ? (error.details as { available_micros?: string } | undefined)?.available_micros : undefined;
+    if (available !== undefined) ctx.services.walletHeadroom.noteAvailable(key.orgId, BigInt(available));
+    throw error;
+  }
+}
+
+/**
+ * The hold and the upstream call. Normally the hold comes first. When this process saw the org's
+ * wallet moments ago with room for many calls like this one (V1_SPECULATIVE_HEADROOM) and no
+ * monthly budget needs checking against the estimate, the call starts beside the hold, which takes
+ * the hold's round trip off the caller's latency. Either way nothing is answered unless the hold
+ * stands: a refused hold aborts the call and the caller gets the hold's error. (The upstream may
+ * bill the platform for an aborted request; the headroom rule keeps that to races.)
+ */
+async function heldCall<T>(
+  ctx: RequestContext,
+  key: ApiKeyActor,
+  model: CatalogEntry,
+  size: CallSize,
+  requestedMax: number | undefined,
+  call: (signal: AbortSignal) => Promise<T>,
+): Promise<{ settlement: Settlement; result: T }> {
+  const startedAt = performance.now();
+  const priced = await priceCall(ctx, model, size);
+  const capped = ctx.policy?.monthlyBudgetMicros != null;
+  const abort = new AbortController();
+
+  if (!capped && ctx.services.walletHeadroom.allows(key.orgId, priced.estimate.amountMicros)) {
+    const upstream = call(abort.signal);
+    upstream.catch(() => undefined); // awaited below, or abandoned with a refused hold
+    let hold: Settlement['hold'];
+    try {
+      hold = await takeHold(ctx, key, model, priced);
+    } catch (error) {
+      abort.abort();
+      ctx.log.warn({ code: error instanceof AppError ? error.code : 'internal_error', org_id: key.orgId }, 'hold refused: the speculative upstream call was aborted');
+      throw error;
+    }
+    const settlement: Settlement = { hold, key, model, startedAt };
+    try {
+      return { settlement, result: await upstream };
+    } catch (error) {
+      const appError = upstreamAppError(error);
+      await release(ctx, settlement, appError.code, ctx.log);
+      throw appError;
+    }
+  }
+
+  const hold = await takeHold(ctx, key, model, priced);
+  const settlement: Settlement = { hold, key, model, startedAt };
+  if (capped) {
+    // The estimate is known only now; re-check the cap with it and undo the hold when over.
+    try {
+      await enforcePolicy(ctx, key.projectId, model.name, requestedMax, hold.hold.amountMicros);
+    } catch (error) {
+      await release(ctx, settlement, 'policy_violation', ctx.log);
+      throw error;
+    }
+  }
+  try {
+    return { settlement, result: await call(abort.signal) };
+  } catch (error) {
+    const appError = upstreamAppError(error);
+    await release(ctx, settlement, appError.code, ctx.log);
+    throw appError;
+  }
+}
+
+/**
+ * The reply of a settled non-stream call. With V1_SETTLE_BEFORE_RESPONSE the capture commits
+ * first; otherwise the answer goes out as soon as the upstream answered and the hold stands, and
+ * the capture (money, usage record and audit row, one statement) commits right after it. A
+ * graceful stop waits for those captures; a hard kill in that millisecond leaves the hold to its
+ * expiry, which returns the money — the same outcome as a kill mid-call.
+ */
+async function settledReply(ctx: RequestContext, body: unknown, settle: () => Promise<unknown>): Promise<Reply> {
+  if (ctx.deps.config.v1.settleBeforeResponse) {
+    await settle();
+    return { body };
+  }
+  ctx.auditedByDomain(); // the capture's statement writes this call's audit row
+  return {
+    body,
+    afterSend: async () => {
+      // The capture is idempotent by key: a retry after a lost connection settles it once.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await settle();
+          return;
+        } catch (error) {
+          if (attempt >= 3 || error instanceof AppError) {
+            ctx.log.error({ err: error }, 'capture after the response failed; the hold expiry will return the money');
+            return;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+        }
+      }
+    },
+  };
 }
 
 function upstreamAppError(error: unknown): AppError {
@@ -183,43 +288,40 @@ export function openAiRoutes(api: ApiRouter): void {
     const requestedMax: number | undefined = body.max_completion_tokens ?? body.max_tokens ?? undefined;
     await enforcePolicy(ctx, key.projectId, model.name, requestedMax);
     const maxTokens = Math.min(requestedMax ?? model.maxOutputTokens, model.maxOutputTokens);
+    const upstreamBody: Record<string, unknown> = { ...body, model: model.upstreamModel, max_tokens: maxTokens };
+    delete upstreamBody.max_completion_tokens;
+
+    if (!body.stream) {
+      const lean = leanUpstream(ctx.deps.upstream);
+      const request = { ...upstreamBody, stream: false };
+      const { settlement, result: completion } = await heldCall(ctx, key, model, { messages: body.messages, maxTokens }, requestedMax, (signal) =>
+        withUpstreamRetry(
+          () =>
+            lean
+              ? lean.postJson<OpenAI.Chat.Completions.ChatCompletion>('chat/completions', request, signal)
+              : (ctx.deps.upstream.chat.completions.create(request as never, { signal }) as Promise<OpenAI.Chat.Completions.ChatCompletion>),
+          undefined,
+          signal,
+        ),
+      );
+      const usage = completion.usage;
+      const promptTokens = usage?.prompt_tokens ?? settlement.hold.estimate?.promptTokens ?? 0;
+      const completionTokens = usage?.completion_tokens ?? countTokens(completion.choices.map((c) => c.message?.content ?? '').join(''));
+      return settledReply(ctx, { ...completion, model: model.name }, () => capture(ctx, settlement, promptTokens, completionTokens));
+    }
+
     const startedAt = performance.now();
-    const hold = await pricedHold(ctx, key, model, { messages: body.messages, maxTokens });
+    const hold = await takeHold(ctx, key, model, await priceCall(ctx, model, { messages: body.messages, maxTokens }));
+    const settlement: Settlement = { hold, key, model, startedAt };
     if (ctx.policy?.monthlyBudgetMicros != null) {
       // The estimate is known only now; re-check the cap with it and undo the hold when over.
       try {
         await enforcePolicy(ctx, key.projectId, model.name, requestedMax, hold.hold.amountMicros);
       } catch (error) {
-        await release(ctx, { hold, key, model, startedAt }, 'policy_violation', ctx.log);
+        await release(ctx, settlement, 'policy_violation', ctx.log);
         throw error;
       }
     }
-    const settlement: Settlement = { hold, key, model, startedAt };
-    const upstreamBody: Record<string, unknown> = { ...body, model: model.upstreamModel, max_tokens: maxTokens };
-    delete upstreamBody.max_completion_tokens;
-
-    if (!body.stream) {
-      let completion: OpenAI.Chat.Completions.ChatCompletion;
-      try {
-        const lean = leanUpstream(ctx.deps.upstream);
-        const request = { ...upstreamBody, stream: false };
-        completion = await withUpstreamRetry(() =>
-          lean
-            ? lean.postJson<OpenAI.Chat.Completions.ChatCompletion>('chat/completions', request)
-            : (ctx.deps.upstream.chat.completions.create(request as never) as Promise<OpenAI.Chat.Completions.ChatCompletion>),
-        );
-      } catch (error) {
-        const appError = upstreamAppError(error);
-        await release(ctx, settlement, appError.code, ctx.log);
-        throw appError;
-      }
-      const usage = completion.usage;
-      const promptTokens = usage?.prompt_tokens ?? hold.estimate?.promptTokens ?? 0;
-      const completionTokens = usage?.completion_tokens ?? countTokens(completion.choices.map((c) => c.message?.content ?? '').join(''));
-      await capture(ctx, settlement, promptTokens, completionTokens);
-      return { body: { ...completion, model: model.name } };
-    }
-
     await streamCompletion(ctx, settlement, upstreamBody, Boolean(body.stream_options?.include_usage));
   });
 
@@ -230,19 +332,14 @@ export function openAiRoutes(api: ApiRouter): void {
     await enforcePolicy(ctx, key.projectId, model.name, undefined);
     const inputs = Array.isArray(body.input) ? body.input : [body.input];
     const promptTokens = inputs.reduce((sum, text) => sum + countTokens(text), 0);
-    const startedAt = performance.now();
-    const hold = await pricedHold(ctx, key, model, { promptTokens, maxTokens: 0 });
-    const settlement: Settlement = { hold, key, model, startedAt };
-    let result: OpenAI.Embeddings.CreateEmbeddingResponse;
-    try {
-      result = await withUpstreamRetry(() => ctx.deps.upstream.embeddings.create({ ...body, model: model.upstreamModel } as OpenAI.Embeddings.EmbeddingCreateParams));
-    } catch (error) {
-      const appError = upstreamAppError(error);
-      await release(ctx, settlement, appError.code, ctx.log);
-      throw appError;
-    }
-    await capture(ctx, settlement, result.usage?.prompt_tokens ?? promptTokens, 0);
-    return { body: { ...result, model: model.name } };
+    const { settlement, result } = await heldCall(ctx, key, model, { promptTokens, maxTokens: 0 }, undefined, (signal) =>
+      withUpstreamRetry(
+        () => ctx.deps.upstream.embeddings.create({ ...body, model: model.upstreamModel } as OpenAI.Embeddings.EmbeddingCreateParams, { signal }),
+        undefined,
+        signal,
+      ),
+    );
+    return settledReply(ctx, { ...result, model: model.name }, () => capture(ctx, settlement, result.usage?.prompt_tokens ?? promptTokens, 0));
   });
 }
 

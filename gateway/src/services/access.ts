@@ -14,7 +14,7 @@ export interface ProjectAccess {
   role: Role | null;
 }
 
-function requireRole(role: Role, minimum: Role, what: string): void {
+export function requireRole(role: Role, minimum: Role, what: string): void {
   if (ROLE_RANK[role] < ROLE_RANK[minimum]) {
     throw new AppError('forbidden', `Your role (${role}) cannot ${what}; it needs ${minimum} or above`);
   }
