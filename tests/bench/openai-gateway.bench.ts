@@ -219,7 +219,8 @@ function serviceCpuMs(): { postgresql: number; redis: number } {
       const group = comm === 'postgres' ? 'postgresql' : comm.startsWith('redis') ? 'redis' : null;
       if (!group) continue;
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      sums[group] += ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+      // utime + stime, plus cutime + cstime: the postmaster carries its exited backends' CPU there.
+      sums[group] += ((Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * 1000) / 100;
     } catch {
       // exited meanwhile
     }

@@ -88,6 +88,8 @@ describe('sign-up and sessions', () => {
     const replay = await new ApiClient(gateway.url, { cookie: oldCookie }).get('/api/v1/me');
     expect(replay.status).toBe(401);
     expect((await second.get('/api/v1/me')).status).toBe(200);
+    // Used (so cached by the gateway) before logout-all: the revocation must still apply at once.
+    expect((await third.get('/api/v1/me')).status).toBe(200);
 
     const all = await second.post('/api/v1/auth/logout-all');
     expect(all.status).toBe(200);
