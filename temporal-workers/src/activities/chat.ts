@@ -48,6 +48,8 @@ export interface ChatModelResult {
 }
 
 const DEFAULT_MAX_TOKENS = 1024;
+/** Deltas after the first are flushed to the run stream at most this often. */
+const DELTA_FLUSH_MS = 50;
 
 /** The audit row of a chat run's model call, under the run's trace id. */
 function chatAuditRow(run: ChatRunInput, result: 'success' | 'failure', details: Record<string, unknown>) {
@@ -294,9 +296,10 @@ export function createChatActivities(deps: ActivityDeps) {
             content += delta;
             pending += delta;
           }
-          // Coalesce tiny deltas (≤ 20 ms) to keep Redis and SSE traffic proportional to the text;
-          // the first one goes at once, since time to first token is what people feel.
-          if (pending && (content.length === pending.length || performance.now() - lastFlush > 20 || pending.length > 200)) {
+          // Coalesce deltas into at most ~20 updates a second (smooth to read, and a fraction of the
+          // Redis, relay and SSE work of one event per token, which competes with other runs' first
+          // tokens); the first one goes at once, since time to first token is what people feel.
+          if (pending && (content.length === pending.length || performance.now() - lastFlush >= DELTA_FLUSH_MS || pending.length > 400)) {
             await resetIfNeeded();
             await appendRunEvent(deps.redis, input.runId, 'message.delta', { content: pending });
             heartbeat({ chars: content.length });
