@@ -59,6 +59,102 @@ export async function appendRunEvent(redis: Redis, runId: string, type: RunEvent
   return id ?? '';
 }
 
+/**
+ * Appends many runs' `message.delta` events together. Each run's reply arrives token by token; one
+ * XADD per run per flush made every flush a socket write in the worker and a read in Redis (on this
+ * kind of host the syscalls cost more than the command). Here text queued for any run waits for the
+ * batcher's next tick (every `intervalMs`, only while something is queued), and the tick appends
+ * every run's text as ONE pipeline: one write, one read, whatever the number of streams.
+ *
+ * Order per run holds because every command goes out on the same connection in the order issued:
+ * a run's queued text is taken off the queue before `flushRun` appends the rest, and the terminal
+ * event comes after `flushRun` resolved. A failed append is that run's alone: its next `queue` or
+ * its `flushRun` throws it (its call then fails and is retried with a reset).
+ */
+export class RunDeltaBatcher {
+  private readonly queued = new Map<string, string>();
+  /** Per run: the pipeline that holds its latest appended text (flushRun waits for it). */
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly failures = new Map<string, unknown>();
+  /** Runs that queued text and have not been flushed or discarded yet. */
+  private readonly open = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+
+  private readonly redis: Redis;
+  private readonly intervalMs: number;
+
+  constructor(redis: Redis, intervalMs = 50) {
+    this.redis = redis;
+    this.intervalMs = intervalMs;
+  }
+
+  /** Queues text for the run's next delta event (appended at the next tick). */
+  queue(runId: string, text: string): void {
+    this.throwIfFailed(runId);
+    if (!text) return;
+    this.open.add(runId);
+    this.queued.set(runId, (this.queued.get(runId) ?? '') + text);
+    this.timer ??= setTimeout(() => this.tick(), this.intervalMs);
+  }
+
+  /** Appends what is queued for the run now and resolves once all its text is in its stream. */
+  async flushRun(runId: string): Promise<void> {
+    const text = this.queued.get(runId);
+    this.queued.delete(runId);
+    const earlier = this.inFlight.get(runId);
+    const last = text ? appendRunEvent(this.redis, runId, 'message.delta', { content: text }) : undefined;
+    try {
+      await earlier;
+      await last;
+      this.throwIfFailed(runId);
+    } finally {
+      this.forget(runId);
+    }
+  }
+
+  /** Drops what is queued for the run (its call failed: nothing more of it is appended). */
+  discard(runId: string): void {
+    this.queued.delete(runId);
+    this.forget(runId);
+  }
+
+  private forget(runId: string): void {
+    this.open.delete(runId);
+    this.inFlight.delete(runId);
+    this.failures.delete(runId);
+  }
+
+  private throwIfFailed(runId: string): void {
+    if (!this.failures.has(runId)) return;
+    const failure = this.failures.get(runId);
+    this.failures.delete(runId);
+    throw failure;
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    if (this.queued.size === 0) return;
+    const runs = [...this.queued];
+    this.queued.clear();
+    const pipeline = this.redis.pipeline();
+    for (const [runId, text] of runs) {
+      pipeline.xadd(runEventsKey(runId), 'MAXLEN', '~', String(RUN_EVENTS_MAX_LEN), '*', 'type', 'message.delta', 'data', JSON.stringify({ content: text }));
+    }
+    const sent = pipeline.exec().then(
+      (results) => runs.map((_, i) => results?.[i]?.[0] ?? null),
+      (error: unknown) => runs.map(() => error),
+    );
+    runs.forEach(([runId], i) => {
+      const done: Promise<void> = sent.then((errors) => {
+        if (this.inFlight.get(runId) === done) this.inFlight.delete(runId);
+        // A run that was flushed or discarded meanwhile is not tracked any more.
+        if (errors[i] && this.open.has(runId)) this.failures.set(runId, errors[i]);
+      });
+      this.inFlight.set(runId, done);
+    });
+  }
+}
+
 function parseEntries(entries: Array<[string, string[]]>): RunEvent[] {
   return entries.map(([id, fields]) => {
     const map = new Map<string, string>();

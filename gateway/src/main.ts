@@ -1,7 +1,7 @@
 // Gateway process: parse config, connect dependencies (Temporal lazily, so the gateway answers
 // /healthz and reports /readyz even while Temporal is still starting), serve, stop cleanly.
 import { Client, Connection } from '@temporalio/client';
-import { createLogger, createPgPool, createPrisma, createRedis, loadConfigOrExit } from '@deepspace/core';
+import { createLogger, createPgPool, createPrisma, createRedis, loadConfigOrExit, warmTokenizer } from '@deepspace/core';
 import { Ledger } from '@deepspace/core/billing/index';
 import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
 import { createUpstreamClient } from '@deepspace/core/ai/upstream';
@@ -21,6 +21,8 @@ redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
 const connection = Connection.lazy({ address: config.temporal.address });
 const client = new Client({ connection, namespace: config.temporal.namespace });
 
+// Token counts run before every hold: build the tokenizer's table before the first request.
+warmTokenizer();
 const app = createApp({ config, logger, prisma, pool, ledger, catalog, upstream, redis, temporal: { connection, client } });
 const server = app.listen(config.gateway.port, config.gateway.host, () => {
   logger.info(

@@ -2,7 +2,7 @@
 // it), logs its task queue, and drains in-flight tasks on SIGINT/SIGTERM (the SDK's default).
 import { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
-import { createLogger, createPgPool, createPrisma, loadConfigOrExit } from '@deepspace/core';
+import { createLogger, createPgPool, createPrisma, loadConfigOrExit, warmTokenizer } from '@deepspace/core';
 import { ensureSchedules } from './schedules.ts';
 import { connectToTemporal, createWorker } from './worker.ts';
 
@@ -23,6 +23,7 @@ try {
 }
 const prisma = createPrisma(config.databaseUrl);
 const pool = createPgPool(config.databaseUrl);
+warmTokenizer();
 const worker = await createWorker({ config, connection, prisma, pool, logger });
 // The schedules this worker's workflows serve (billing-expire-holds), created or updated.
 const schedules = await ensureSchedules(new Client({ connection, namespace: config.temporal.namespace }), config);

@@ -9,6 +9,7 @@ import {
   countChatPromptTokens,
   countTokens,
   Ledger,
+  RunDeltaBatcher,
   type ChatMessageLike,
   type ChatRunInput,
   type Prisma,
@@ -48,7 +49,7 @@ export interface ChatModelResult {
 }
 
 const DEFAULT_MAX_TOKENS = 1024;
-/** Deltas after the first are flushed to the run stream at most this often. */
+/** Deltas after the first are appended to the run streams together, this often. */
 const DELTA_FLUSH_MS = 50;
 
 /** The audit row of a chat run's model call, under the run's trace id. */
@@ -88,6 +89,7 @@ export function createChatActivities(deps: ActivityDeps) {
   const ledger = new Ledger(deps.pool);
   const billing = createBillingActivities(deps);
   const catalog = deps.catalog ?? new ModelCatalog(deps.pool);
+  const deltas = new RunDeltaBatcher(deps.redis, DELTA_FLUSH_MS);
 
   /**
    * Loads the model (cached catalog) and the session's history up to the user's message in one
@@ -285,31 +287,30 @@ export function createChatActivities(deps: ActivityDeps) {
           },
           { signal: context.cancellationSignal },
         );
-        let pending = '';
-        let lastFlush = performance.now();
         for await (const chunk of stream) {
           if (chunk.usage) usage = chunk.usage;
           const choice = chunk.choices?.[0];
           if (choice?.finish_reason) finishReason = choice.finish_reason;
           const delta = choice?.delta?.content ?? '';
-          if (delta) {
-            content += delta;
-            pending += delta;
-          }
-          // Coalesce deltas into at most ~20 updates a second (smooth to read, and a fraction of the
-          // Redis, relay and SSE work of one event per token, which competes with other runs' first
-          // tokens); the first one goes at once, since time to first token is what people feel.
-          if (pending && (content.length === pending.length || performance.now() - lastFlush >= DELTA_FLUSH_MS || pending.length > 400)) {
+          if (!delta) continue;
+          // The first delta goes at once (time to first token is what people feel); the rest are
+          // coalesced into the batcher's ticks: ~20 updates a second per reply, smooth to read, and
+          // all replies' updates of a tick in one Redis round trip (see RunDeltaBatcher).
+          if (!content) {
+            content = delta;
             await resetIfNeeded();
-            await appendRunEvent(deps.redis, input.runId, 'message.delta', { content: pending });
-            heartbeat({ chars: content.length });
-            pending = '';
-            lastFlush = performance.now();
+            await appendRunEvent(deps.redis, input.runId, 'message.delta', { content: delta });
+          } else {
+            content += delta;
+            deltas.queue(input.runId, delta);
           }
+          heartbeat({ chars: content.length });
         }
         await resetIfNeeded();
-        if (pending) await appendRunEvent(deps.redis, input.runId, 'message.delta', { content: pending });
+        await deltas.flushRun(input.runId);
       } catch (error) {
+        // Nothing more of this try is appended (a retry starts with a reset).
+        deltas.discard(input.runId);
         // A cancellation, reported as one: a local activity's failure would otherwise be retried.
         if (context.cancellationSignal.aborted) throw new CancelledFailure('cancelled during the model call', [], error as Error);
         const failure = classifyUpstreamError(error);
