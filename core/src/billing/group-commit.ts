@@ -19,6 +19,14 @@
 //   for the barrier, and concurrent barriers share the disk flush. A lone durable write simply
 //   runs in autocommit (one message: nothing to gain from a barrier).
 //
+// * Lanes. Writes nobody waits for (a capture sent after its answer went out) can go in the
+//   settlement lane: its batches run beside the default lane's on another connection, so a hold a
+//   caller is waiting on never queues behind a batch of such captures. Two batches in flight can
+//   both need the same wallet rows; each batch takes them in one order (its writes sorted by their
+//   `orderKey`, the wallet's organization), so two batches — of two lanes or two processes — wait
+//   for each other at most, never in a cycle. (A write without a key is sorted first; should a
+//   deadlock still happen, PostgreSQL aborts one batch, which is then re-run one write at a time.)
+//
 // Statements run without savepoints: if any of them fails, PostgreSQL aborts the transaction and
 // answers the COMMIT with ROLLBACK, so nothing of the batch was written, and the batch is re-run
 // one write at a time in autocommit, in order — what would have happened without batching, so a
@@ -33,6 +41,7 @@ interface PendingWrite {
   /** Prepared-statement name (the same SQL text always), so the server plans it once per connection. */
   name: string | undefined;
   durable: boolean;
+  orderKey: string;
   resolve: (result: pg.QueryResult) => void;
   reject: (error: unknown) => void;
 }
@@ -54,7 +63,13 @@ export interface WriteOptions {
    * (at most a fraction of a second) loses it, together with everything committed after it.
    */
   durable?: boolean;
+  /** 'settle': the settlement lane, for writes no caller is waiting on (see the header). */
+  lane?: Lane;
+  /** The wallet's organization id: a batch takes its wallet rows in this order. */
+  orderKey?: string;
 }
+
+export type Lane = 'default' | 'settle';
 
 /** pg.Client's pipelining switch (its documented `pipeline` option) and the socket it writes to. */
 type PipelinableClient = pg.PoolClient & { pipeline?: boolean; connection?: { stream?: { cork?(): void; uncork?(): void } } };
@@ -66,8 +81,10 @@ const BARRIER_SQL = "SELECT pg_logical_emit_message(true, 'deepspace-ledger', ''
 export class GroupCommitter {
   private readonly pool: pg.Pool;
   private readonly maxBatch: number;
-  private queue: PendingWrite[] = [];
-  private flushing = false;
+  private readonly lanes: Record<Lane, { queue: PendingWrite[]; flushing: boolean }> = {
+    default: { queue: [], flushing: false },
+    settle: { queue: [], flushing: false },
+  };
   /** 'refused' when the server will not run the barrier: batches then commit synchronously (the plain way). */
   private barrier: 'unknown' | 'works' | 'refused' = 'unknown';
   readonly stats: GroupCommitStats = { batches: 0, writes: 0, largestBatch: 0, rerunBatches: 0 };
@@ -78,21 +95,23 @@ export class GroupCommitter {
   }
 
   query(sql: string, params: unknown[], options: WriteOptions = {}): Promise<pg.QueryResult> {
+    const lane = this.lanes[options.lane ?? 'default'];
     return new Promise((resolve, reject) => {
-      this.queue.push({ sql, params, name: options.name, durable: options.durable ?? true, resolve, reject });
-      if (!this.flushing) void this.flush();
+      lane.queue.push({ sql, params, name: options.name, durable: options.durable ?? true, orderKey: options.orderKey ?? '', resolve, reject });
+      if (!lane.flushing) void this.flush(lane);
     });
   }
 
-  private async flush(): Promise<void> {
-    this.flushing = true;
+  private async flush(lane: { queue: PendingWrite[]; flushing: boolean }): Promise<void> {
+    lane.flushing = true;
     try {
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, this.maxBatch);
+      while (lane.queue.length > 0) {
+        // Sorted (stably) by wallet: every batch locks wallets in the same order.
+        const batch = lane.queue.splice(0, this.maxBatch).sort((a, b) => (a.orderKey < b.orderKey ? -1 : a.orderKey > b.orderKey ? 1 : 0));
         await this.runBatch(batch);
       }
     } finally {
-      this.flushing = false;
+      lane.flushing = false;
     }
   }
 

@@ -28,7 +28,7 @@
 //   times with jittered backoff; nothing is half-applied because each attempt is one transaction.
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { GroupCommitter } from './group-commit.ts';
+import { GroupCommitter, type WriteOptions } from './group-commit.ts';
 import { AppError, notFound } from '../errors.ts';
 import type { Micros } from '../money.ts';
 import { newTraceId } from '../trace.ts';
@@ -220,6 +220,16 @@ export interface CaptureInput {
    */
   known?: { amountMicros: Micros; price?: Pick<ModelPrice, 'inputMicrosPerMillion' | 'outputMicrosPerMillion'> | null };
   audit?: SettlementAudit;
+  /**
+   * The hold's organization when the caller knows it: a group-commit batch locks its wallets in
+   * organization order (group-commit.ts, Lanes). A wrong value costs at most a re-run batch.
+   */
+  orgId?: string;
+  /**
+   * Nobody waits for this capture (it runs after the answer was sent): it goes in the ledger's
+   * settlement lane, beside (not ahead of) the holds callers are waiting on.
+   */
+  background?: boolean;
 }
 
 /** A failed call's zero-cost usage row, written with its release. */
@@ -243,6 +253,8 @@ export interface ReleaseInput {
   actor?: Actor;
   /** The call's usage and audit rows, written by the releasing statement (a replay writes none). */
   record?: { usage: ReleaseUsage; audit: SettlementAudit };
+  /** The hold's organization when the caller knows it (see CaptureInput.orgId). */
+  orgId?: string;
 }
 
 export interface ExpireResult {
@@ -759,7 +771,7 @@ export class Ledger {
             input.orgId, amount.toString(), input.projectId ?? null, key, input.traceId ?? null, input.runId ?? null, input.stepId ?? null,
             input.modelId ?? null, input.priceId ?? null, expiresAt, actor.type, actor.id ?? null, hash,
           ],
-          { name: 'ledger_hold', durable: input.durable ?? true },
+          { name: 'ledger_hold', durable: input.durable ?? true, orderKey: input.orgId },
         );
         if (rows[0]) return { hold: toHold(pick(rows[0], 'h')), transaction: publicTx(toTx(pick(rows[0], 't'))), replayed: false };
       } catch (error) {
@@ -886,6 +898,7 @@ export class Ledger {
         ? (input.costMicros ?? (known.price ? costOf(known.price, { promptTokens, completionTokens }) : undefined))
         : undefined;
 
+    const lane: WriteOptions = { lane: input.background ? 'settle' : 'default', ...(input.orgId ? { orderKey: input.orgId } : {}) };
     return withSerializationRetry(async () => {
       if (knownCost !== undefined && knownCost <= known!.amountMicros) {
         // The caller's view of the hold, checked by the statement itself: one round trip, one commit.
@@ -895,7 +908,7 @@ export class Ledger {
           const done = await this.writes.query(
             audit ? CAPTURE_KNOWN_AUDITED_SQL : CAPTURE_KNOWN_SQL,
             [...params(known!.amountMicros, knownCost, s, usage.traceId!, usage.modelName!, usage.upstreamModel!), known!.amountMicros.toString(), ...rates, ...(audit ?? [])],
-            { name: audit ? 'ledger_capture_known_audited' : 'ledger_capture_known' },
+            { name: audit ? 'ledger_capture_known_audited' : 'ledger_capture_known', ...lane },
           );
           if (done.rows[0]) return finish(done.rows[0], knownCost, s);
         } catch (error) {
@@ -931,7 +944,7 @@ export class Ledger {
         if (cost <= hold.amountMicros) {
           // Within the hold: one statement, no wallet read needed.
           const s = settleCapture(cost, hold.amountMicros, 0n);
-          const done = await this.writes.query(sql, values(s), { name: audit ? 'ledger_capture_audited' : 'ledger_capture' });
+          const done = await this.writes.query(sql, values(s), { name: audit ? 'ledger_capture_audited' : 'ledger_capture', lane: lane.lane, orderKey: hold.orgId });
           if (done.rows[0]) return finish(done.rows[0], cost, s);
         } else {
           // Above the hold: what can be collected depends on the wallet now, so lock, read, write.
@@ -1003,7 +1016,7 @@ export class Ledger {
         const { rows } = await this.writes.query(
           record ? RELEASE_RECORDED_SQL : RELEASE_SQL,
           [input.holdId, 'released', null, key, actor.type, actor.id ?? null, input.reason ?? null, hash, '{}', ...recorded],
-          { name: record ? 'ledger_release_recorded' : 'ledger_release' },
+          { name: record ? 'ledger_release_recorded' : 'ledger_release', ...(input.orgId ? { orderKey: input.orgId } : {}) },
         );
         if (rows[0]) {
           const hold = toHold(pick(rows[0], 'h'));

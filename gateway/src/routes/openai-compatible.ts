@@ -59,7 +59,8 @@ function callAudit(ctx: RequestContext, s: Settlement, result: 'success' | 'fail
   });
 }
 
-async function capture(ctx: RequestContext, s: Settlement, promptTokens: number, completionTokens: number, note: Record<string, unknown> = {}) {
+/** `background`: sent after the answer, nobody waits for it (the ledger's settlement lane). */
+async function capture(ctx: RequestContext, s: Settlement, promptTokens: number, completionTokens: number, note: Record<string, unknown> = {}, background = false) {
   const latencyMs = Math.round(performance.now() - s.startedAt);
   // Money, usage record and audit row in one statement and one commit; `known` lets the ledger
   // skip re-reading the hold this request just took (the statement checks it is unchanged).
@@ -80,6 +81,8 @@ async function capture(ctx: RequestContext, s: Settlement, promptTokens: number,
     },
     actor: { type: 'api_key', id: s.key.keyId },
     known: { amountMicros: s.hold.hold.amountMicros, price: s.hold.price },
+    orgId: s.key.orgId,
+    background,
     audit: callAudit(ctx, s, 'success', { prompt_tokens: promptTokens, completion_tokens: completionTokens, latency_ms: latencyMs, ...note }),
   });
   ctx.auditedByDomain();
@@ -95,6 +98,7 @@ async function release(ctx: RequestContext, s: Settlement, errorCode: string, lo
     await ctx.deps.ledger.release({
       holdId: s.hold.hold.id,
       idempotencyKey: `v1:${ctx.traceId}:release`,
+      orgId: s.key.orgId,
       reason: errorCode,
       actor: { type: 'api_key', id: s.key.keyId },
       record: {
@@ -226,9 +230,9 @@ async function heldCall<T>(
  * graceful stop waits for those captures; a hard kill in that millisecond leaves the hold to its
  * expiry, which returns the money — the same outcome as a kill mid-call.
  */
-async function settledReply(ctx: RequestContext, body: unknown, settle: () => Promise<unknown>): Promise<Reply> {
+async function settledReply(ctx: RequestContext, body: unknown, settle: (background: boolean) => Promise<unknown>): Promise<Reply> {
   if (ctx.deps.config.v1.settleBeforeResponse) {
-    await settle();
+    await settle(false);
     return { body };
   }
   ctx.auditedByDomain(); // the capture's statement writes this call's audit row
@@ -238,7 +242,7 @@ async function settledReply(ctx: RequestContext, body: unknown, settle: () => Pr
       // The capture is idempotent by key: a retry after a lost connection settles it once.
       for (let attempt = 1; ; attempt++) {
         try {
-          await settle();
+          await settle(true);
           return;
         } catch (error) {
           if (attempt >= 3 || error instanceof AppError) {
@@ -307,7 +311,7 @@ export function openAiRoutes(api: ApiRouter): void {
       const usage = completion.usage;
       const promptTokens = usage?.prompt_tokens ?? settlement.hold.estimate?.promptTokens ?? 0;
       const completionTokens = usage?.completion_tokens ?? countTokens(completion.choices.map((c) => c.message?.content ?? '').join(''));
-      return settledReply(ctx, { ...completion, model: model.name }, () => capture(ctx, settlement, promptTokens, completionTokens));
+      return settledReply(ctx, { ...completion, model: model.name }, (background) => capture(ctx, settlement, promptTokens, completionTokens, {}, background));
     }
 
     const startedAt = performance.now();
@@ -339,7 +343,7 @@ export function openAiRoutes(api: ApiRouter): void {
         signal,
       ),
     );
-    return settledReply(ctx, { ...result, model: model.name }, () => capture(ctx, settlement, result.usage?.prompt_tokens ?? promptTokens, 0));
+    return settledReply(ctx, { ...result, model: model.name }, (background) => capture(ctx, settlement, result.usage?.prompt_tokens ?? promptTokens, 0, {}, background));
   });
 }
 

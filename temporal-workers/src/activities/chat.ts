@@ -350,6 +350,7 @@ export function createChatActivities(deps: ActivityDeps) {
         : undefined;
       const capture = await ledger.capture({
         known,
+        orgId: run.orgId,
         holdId: input.holdId,
         idempotencyKey: `chat:${run.runId}:capture`,
         usage: {
@@ -429,7 +430,7 @@ export function createChatActivities(deps: ActivityDeps) {
         if (rows[0]?.status === 'active') holdId = rows[0].id;
       }
       if (holdId) {
-        await ledger.release({ holdId, idempotencyKey: `chat:${run.runId}:release`, reason: input.code, actor: run.actor });
+        await ledger.release({ holdId, orgId: run.orgId, idempotencyKey: `chat:${run.runId}:release`, reason: input.code, actor: run.actor });
       }
       const status = input.cancelled ? 'cancelled' : 'failed';
       await deps.prisma.$transaction(async (tx) => {
