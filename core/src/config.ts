@@ -48,6 +48,9 @@ const envSchema = z
     // /v1 non-stream: commit the capture (money, usage, audit) before answering; false answers once
     // the upstream answered and the hold stands, and commits the capture right after.
     V1_SETTLE_BEFORE_RESPONSE: bool.default(false),
+    // Chat runs: the worker starts the upstream call beside the hold under the same rule as
+    // V1_SPECULATIVE_HEADROOM (what that worker last saw of the org's wallet); 0 = hold first.
+    CHAT_SPECULATIVE_HEADROOM: z.coerce.number().int().min(0).max(1_000_000).default(20),
     /** Lets workflow `http` steps reach loopback addresses (tests and local demos only). */
     WORKFLOW_HTTP_ALLOW_LOOPBACK: bool.default(false),
 
@@ -120,6 +123,7 @@ function toConfig(env: z.infer<typeof envSchema>) {
       speculativeHeadroom: env.V1_SPECULATIVE_HEADROOM,
       settleBeforeResponse: env.V1_SETTLE_BEFORE_RESPONSE,
     },
+    chat: { speculativeHeadroom: env.CHAT_SPECULATIVE_HEADROOM },
     workflows: { httpAllowLoopback: env.WORKFLOW_HTTP_ALLOW_LOOPBACK },
     storage: {
       driver: env.STORAGE_DRIVER,

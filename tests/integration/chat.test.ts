@@ -6,6 +6,7 @@ import { createKey, missingAuditTraceIds, signUp, type Tenant } from '../support
 import { collectSse, sseEvents } from '../support/sse.ts';
 import { until } from '../support/processes.ts';
 import { startTestGateway, startTestWorker, type TestGateway, type TestWorker } from '../support/stack.ts';
+import { startSimulator } from '@deepspace/upstream-simulator';
 
 let gateway: TestGateway;
 let worker: TestWorker;
@@ -223,5 +224,99 @@ describe('chat', () => {
     expect(list.body.data.map((s: { id: string }) => s.id)).toContain(session.body.id);
     expect((await key.delete(`/api/v1/projects/${tenant.project.id}/chat/sessions/${session.body.id}`)).status).toBe(204);
     expect((await key.get(`/api/v1/projects/${tenant.project.id}/chat/sessions/${session.body.id}`)).status).toBe(404);
+  });
+});
+
+describe('chat: the upstream call beside the hold (CHAT_SPECULATIVE_HEADROOM)', () => {
+  /** Own simulator, gateway and worker on their own task queue, so the simulator's log is this test's alone. */
+  async function ownStack(env: NodeJS.ProcessEnv = {}) {
+    const sim = await startSimulator({ port: 0, apiKey: 'sim-test-key' });
+    const stackEnv = { NEWAPI_BASE_URL: sim.url, NEWAPI_API_KEY: 'sim-test-key', TEMPORAL_TASK_QUEUE: `chat-speculation-${process.pid}-${Date.now()}`, ...env };
+    const gw = await startTestGateway(stackEnv);
+    const wk = await startTestWorker(stackEnv);
+    const tenant = await signUp(gw.url, 'chat-speculate');
+    await gw.deps.ledger.topup({ orgId: tenant.org.id, amountMicros: 5_000_000n, idempotencyKey: `chat-spec:${tenant.org.id}`, reason: 'test credit', actor: { type: 'system' } });
+    const session = (await tenant.client.post(`/api/v1/projects/${tenant.project.id}/chat/sessions`, { model: 'gpt-4o-mini' })).body;
+    const ask = async (content: string) =>
+      collectSse(
+        await fetch(`${gw.url}/api/v1/projects/${tenant.project.id}/chat/sessions/${session.id}/messages`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', cookie: tenant.client.cookie! },
+          body: JSON.stringify({ content, max_tokens: 30 }),
+        }),
+      );
+    const chatRequests = () => sim.stats().recent.filter((r) => r.path.endsWith('/chat/completions'));
+    return {
+      sim, gw, tenant, ask, chatRequests,
+      async close() {
+        await wk.stop();
+        await gw.close();
+        await sim.close();
+      },
+    };
+  }
+
+  it('billed like a held-first run when the hold stands; a hold refused meanwhile fails the run, aborts the call and charges nothing', async () => {
+    const stack = await ownStack();
+    const { gw, tenant, ask, chatRequests } = stack;
+    try {
+      // Nothing seen of this wallet yet: hold first. The hold's answer shows a rich wallet.
+      const first = await ask('first question [[sim:output_tokens=8]]');
+      expect(first.at(-1)!.event).toBe('message.completed');
+      // Now the call starts beside the hold: same money, usage and reply as a held-first run.
+      const second = await ask('second question [[sim:output_tokens=8]]');
+      expect(second.at(-1)!.event).toBe('message.completed');
+      const runId = second[0]!.data.run_id as string;
+      const hold = await gw.deps.prisma.hold.findFirstOrThrow({ where: { runId } });
+      const usage = await gw.deps.prisma.usageRecord.findFirstOrThrow({ where: { runId, status: 'success' } });
+      expect(hold.status).toBe('captured');
+      expect(hold.capturedMicros).toBe(usage.costMicros);
+      expect(usage.completionTokens).toBe(8);
+      const types = second.map((e) => e.event);
+      expect(types.indexOf('run.started')).toBeLessThan(types.indexOf('message.delta'));
+      expect(chatRequests()).toHaveLength(2);
+
+      // Another process drains the wallet behind this worker's back.
+      const seen = await gw.deps.ledger.getWallet(tenant.org.id);
+      await gw.deps.ledger.adjust({
+        orgId: tenant.org.id, deltaMicros: -(seen.balanceMicros - seen.frozenMicros), idempotencyKey: `chat-drain:${tenant.org.id}`, reason: 'test: spent elsewhere', actor: { type: 'system' },
+      });
+      const drained = await gw.deps.ledger.getWallet(tenant.org.id);
+      const refused = await ask('third question [[sim:first_token_ms=2000]]');
+      expect(refused.at(-1)).toMatchObject({ event: 'run.failed', data: { code: 'insufficient_funds' } });
+      expect(refused.some((e) => e.event === 'message.delta')).toBe(false);
+      // The upstream saw the request (it started beside the hold) and it was cut off long before its first token.
+      await expect.poll(() => chatRequests().length, { timeout: 5_000 }).toBe(3);
+      expect(chatRequests()[2]!.durationMs).toBeLessThan(1_500);
+      const refusedRun = refused[0]!.data.run_id as string;
+      expect(await gw.deps.prisma.hold.count({ where: { runId: refusedRun } })).toBe(0);
+      expect(await gw.deps.prisma.usageRecord.count({ where: { runId: refusedRun, status: 'success' } })).toBe(0);
+      expect(await gw.deps.ledger.getWallet(tenant.org.id)).toMatchObject({ balanceMicros: drained.balanceMicros, frozenMicros: 0n });
+
+      // The refusal told the worker the wallet is empty: the next run holds first and the upstream never sees it.
+      const again = await ask('fourth question');
+      expect(again.at(-1)).toMatchObject({ event: 'run.failed', data: { code: 'insufficient_funds' } });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(chatRequests()).toHaveLength(3);
+    } finally {
+      await stack.close();
+    }
+  });
+
+  it('CHAT_SPECULATIVE_HEADROOM=0 never calls the upstream before the hold', async () => {
+    const stack = await ownStack({ CHAT_SPECULATIVE_HEADROOM: '0' });
+    const { gw, tenant, ask, chatRequests } = stack;
+    try {
+      expect((await ask('warm up [[sim:output_tokens=4]]')).at(-1)!.event).toBe('message.completed');
+      const seen = await gw.deps.ledger.getWallet(tenant.org.id);
+      await gw.deps.ledger.adjust({
+        orgId: tenant.org.id, deltaMicros: -(seen.balanceMicros - seen.frozenMicros), idempotencyKey: `chat-drain0:${tenant.org.id}`, reason: 'test: spent elsewhere', actor: { type: 'system' },
+      });
+      expect((await ask('refused')).at(-1)).toMatchObject({ event: 'run.failed', data: { code: 'insufficient_funds' } });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(chatRequests()).toHaveLength(1);
+    } finally {
+      await stack.close();
+    }
   });
 });

@@ -14,6 +14,9 @@ describe('configuration', () => {
     expect(config.v1).toEqual({ speculativeHeadroom: 20, settleBeforeResponse: false });
     expect(loadConfig({ V1_SPECULATIVE_HEADROOM: '0', V1_SETTLE_BEFORE_RESPONSE: 'true' }).v1).toEqual({ speculativeHeadroom: 0, settleBeforeResponse: true });
     expect(() => loadConfig({ V1_SPECULATIVE_HEADROOM: '-1' })).toThrow(/V1_SPECULATIVE_HEADROOM/);
+    expect(config.chat).toEqual({ speculativeHeadroom: 20 });
+    expect(loadConfig({ CHAT_SPECULATIVE_HEADROOM: '0' }).chat).toEqual({ speculativeHeadroom: 0 });
+    expect(() => loadConfig({ CHAT_SPECULATIVE_HEADROOM: 'x' })).toThrow(/CHAT_SPECULATIVE_HEADROOM/);
   });
 
   it('reports every wrong value on its own line, naming the variable', () => {

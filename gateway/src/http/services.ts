@@ -3,7 +3,7 @@ import type { GatewayDeps } from '../deps.ts';
 import { IdempotencyService } from '../services/idempotency.ts';
 import { PolicyService } from '../services/policy.ts';
 import { RateLimiter } from '../services/rate-limit.ts';
-import { WalletHeadroom } from '../services/wallet-headroom.ts';
+import { WalletHeadroom } from '@deepspace/core/billing/wallet-headroom';
 
 export interface GatewayServices {
   rateLimiter: RateLimiter;

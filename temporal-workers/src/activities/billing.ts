@@ -37,6 +37,8 @@ export interface BillingHoldOutput {
   replayed: boolean;
   /** The price the hold was estimated at (null on a replay), for a one-statement capture. */
   price?: { inputMicrosPerMillion: string; outputMicrosPerMillion: string } | null;
+  /** The wallet's available balance right after this hold (as of the first hold, on a replay). */
+  availableAfterMicros?: string;
 }
 
 export interface BillingCaptureInput {
@@ -125,6 +127,7 @@ export function createBillingActivities(deps: Pick<ActivityDeps, 'prisma' | 'poo
           expiresAt: result.hold.expiresAt.toISOString(),
           replayed: result.replayed,
           price: result.price ? { inputMicrosPerMillion: result.price.inputMicrosPerMillion.toString(), outputMicrosPerMillion: result.price.outputMicrosPerMillion.toString() } : null,
+          availableAfterMicros: (result.transaction.balanceAfterMicros - result.transaction.frozenAfterMicros).toString(),
         };
       });
     },

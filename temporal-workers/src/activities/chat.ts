@@ -17,6 +17,8 @@ import {
 import { classifyUpstreamError } from '@deepspace/core/ai/upstream';
 import { formatSourcesForPrompt, retrieveChunks, type Citation } from '@deepspace/core/knowledge/retrieve';
 import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
+import { estimateHoldMicros } from '@deepspace/core/billing/pricing';
+import { WalletHeadroom } from '@deepspace/core/billing/wallet-headroom';
 import { createBillingActivities } from './billing.ts';
 import type { ActivityDeps } from './index.ts';
 
@@ -90,6 +92,14 @@ export function createChatActivities(deps: ActivityDeps) {
   const billing = createBillingActivities(deps);
   const catalog = deps.catalog ?? new ModelCatalog(deps.pool);
   const deltas = new RunDeltaBatcher(deps.redis, DELTA_FLUSH_MS);
+  const headroom = new WalletHeadroom({ factor: deps.config.chat.speculativeHeadroom });
+
+  /** Learns the wallet from a refused hold (its error carries what was available). */
+  function noteRefusal(orgId: string, error: unknown): void {
+    if (!(error instanceof ApplicationFailure) || error.type !== 'insufficient_funds') return;
+    const available = (error.details?.[0] as { available_micros?: string } | undefined)?.available_micros;
+    if (available !== undefined) headroom.noteAvailable(orgId, BigInt(available));
+  }
 
   /**
    * Loads the model (cached catalog) and the session's history up to the user's message in one
@@ -192,6 +202,43 @@ export function createChatActivities(deps: ActivityDeps) {
     await appendRunEvent(deps.redis, input.runId, 'run.started', { run_id: input.runId, model: modelName, trace_id: input.traceId });
   }
 
+  /** The run marked running and its hold taken (idempotent on its key, so a retry holds once). */
+  async function holdAndMarkRunning(input: ChatRunInput, modelName: string, context: ChatContext): Promise<PreparedChatRun> {
+    try {
+      const [, hold] = await Promise.all([
+        markRunning(input, modelName),
+        billing.billingHold({
+          orgId: input.orgId,
+          projectId: input.projectId,
+          model: modelName,
+          messages: context.messages,
+          maxTokens: context.maxTokens,
+          traceId: input.traceId,
+          runId: input.runId,
+          stepId: 'model',
+          idempotencyKey: `chat:${input.runId}:hold`,
+          ttlSeconds: 15 * 60,
+          actor: input.actor,
+        }),
+      ]);
+      if (!hold.replayed && hold.availableAfterMicros !== undefined) headroom.noteAvailable(input.orgId, BigInt(hold.availableAfterMicros));
+      return {
+        ...context,
+        holdId: hold.holdId,
+        known: hold.price ? { amountMicros: hold.amountMicros, ...hold.price } : null,
+      };
+    } catch (error) {
+      noteRefusal(input.orgId, error);
+      throw error;
+    }
+  }
+
+  /** The hold's estimate for this prompt at the cached price in force (null: no price cached). */
+  async function estimateOf(context: ChatContext): Promise<bigint | null> {
+    const price = await catalog.priceAt(context.modelId);
+    return price ? estimateHoldMicros({ price, messages: context.messages, maxTokens: context.maxTokens }).amountMicros : null;
+  }
+
   /**
    * Whether the run's stream holds a reply delta after its latest reset: an earlier try of the call
    * streamed part of a reply. Read from the newest entry back, a page at a time (a first try finds
@@ -226,32 +273,23 @@ export function createChatActivities(deps: ActivityDeps) {
      */
     async prepareChatRun(input: ChatRunInput): Promise<PreparedChatRun> {
       const { modelName, ...context } = await buildContext(input);
-      const [, hold] = await Promise.all([
-        markRunning(input, modelName),
-        billing.billingHold({
-          orgId: input.orgId,
-          projectId: input.projectId,
-          model: modelName,
-          messages: context.messages,
-          maxTokens: context.maxTokens,
-          traceId: input.traceId,
-          runId: input.runId,
-          stepId: 'model',
-          idempotencyKey: `chat:${input.runId}:hold`,
-          ttlSeconds: 15 * 60,
-          actor: input.actor,
-        }),
-      ]);
-      return {
-        ...context,
-        holdId: hold.holdId,
-        known: hold.price ? { amountMicros: hold.amountMicros, ...hold.price } : null,
-      };
+      return holdAndMarkRunning(input, modelName, context);
     },
 
     /** Streams the reply, appending deltas to the run's event stream; heartbeats so cancellation reaches it. */
-    async chatModelCall(input: { runId: string; upstreamModel: string; messages: ChatMessageLike[]; maxTokens: number; temperature?: number | null }): Promise<ChatModelResult> {
+    async chatModelCall(
+      input: { runId: string; upstreamModel: string; messages: ChatMessageLike[]; maxTokens: number; temperature?: number | null },
+      /** The hold, when the call started beside it: nothing is appended unless it stands, and a refusal aborts the call. */
+      held?: Promise<unknown>,
+    ): Promise<ChatModelResult> {
       const context = Context.current();
+      const refused = new AbortController();
+      let holdFailure: { error: unknown } | undefined;
+      held?.catch((error: unknown) => {
+        holdFailure = { error };
+        refused.abort();
+      });
+      const signal = held ? AbortSignal.any([context.cancellationSignal, refused.signal]) : context.cancellationSignal;
       const local = context.info.isLocal;
       // A retry tells the client to drop what an earlier try streamed. A local activity re-run by
       // another worker after a crash starts again at attempt 1, so the stream itself says whether a
@@ -262,6 +300,7 @@ export function createChatActivities(deps: ActivityDeps) {
       const resetIfNeeded = async () => {
         if (resetChecked) return;
         resetChecked = true;
+        await held;
         if (await resetNeeded) await appendRunEvent(deps.redis, input.runId, 'message.reset', { attempt: context.info.attempt });
       };
       const heartbeat = (details: unknown) => {
@@ -285,7 +324,7 @@ export function createChatActivities(deps: ActivityDeps) {
             stream: true,
             stream_options: { include_usage: true },
           },
-          { signal: context.cancellationSignal },
+          { signal },
         );
         for await (const chunk of stream) {
           if (chunk.usage) usage = chunk.usage;
@@ -311,6 +350,9 @@ export function createChatActivities(deps: ActivityDeps) {
       } catch (error) {
         // Nothing more of this try is appended (a retry starts with a reset).
         deltas.discard(input.runId);
+        // A refused hold is the answer, whatever it did to the call started beside it.
+        if (held) await held.catch(() => undefined);
+        if (holdFailure) throw holdFailure.error;
         // A cancellation, reported as one: a local activity's failure would otherwise be retried.
         if (context.cancellationSignal.aborted) throw new CancelledFailure('cancelled during the model call', [], error as Error);
         const failure = classifyUpstreamError(error);
@@ -474,15 +516,25 @@ export function createChatActivities(deps: ActivityDeps) {
      * `message.reset` when an earlier try streamed part of a reply.
      */
     async chatPrepareAndCall(input: ChatRunInput): Promise<{ prepared: PreparedChatRun; result: ChatModelResult }> {
-      const prepared = await activities.prepareChatRun(input);
-      const result = await activities.chatModelCall({
-        runId: input.runId,
-        upstreamModel: prepared.upstreamModel,
-        messages: prepared.messages,
-        maxTokens: prepared.maxTokens,
-        temperature: input.temperature ?? null,
-      });
-      return { prepared, result };
+      const { modelName, ...context } = await buildContext(input);
+      const call = { runId: input.runId, upstreamModel: context.upstreamModel, messages: context.messages, maxTokens: context.maxTokens, temperature: input.temperature ?? null };
+      const estimate = await estimateOf(context);
+      if (estimate === null || !headroom.allows(input.orgId, estimate)) {
+        const prepared = await holdAndMarkRunning(input, modelName, context);
+        return { prepared, result: await activities.chatModelCall(call) };
+      }
+      // This worker saw the org's wallet moments ago with room for many calls like this one
+      // (CHAT_SPECULATIVE_HEADROOM): the upstream request starts beside the hold, which takes the
+      // hold's round trip off the time to first token. Nothing reaches the run's stream unless the
+      // hold stands; a refused hold aborts the request and fails the run as a held-first one would.
+      const preparing = holdAndMarkRunning(input, modelName, context);
+      try {
+        const result = await activities.chatModelCall(call, preparing);
+        return { prepared: await preparing, result };
+      } finally {
+        // Never leave with the hold still in flight: a failed run releases it by its key.
+        await preparing.catch(() => undefined);
+      }
     },
   };
 }

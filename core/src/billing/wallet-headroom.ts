@@ -1,8 +1,9 @@
-// What this gateway process last saw of each organization's available balance (balance − frozen),
-// from the ledger's own answers to its holds and captures. It decides one thing: whether a /v1
-// call may start its upstream request beside its hold instead of after it. The hold still decides
-// whether the call is served; this only predicts that it will succeed.
-import type { Micros } from '@deepspace/core/money';
+// What this process (a gateway, or a worker running chat) last saw of each organization's available
+// balance (balance − frozen), from the ledger's own answers to its holds and captures. It decides
+// one thing: whether a model call (/v1, or a chat run) may start its upstream request beside its
+// hold instead of after it. The hold still decides whether the call is served; this only predicts
+// that it will succeed.
+import type { Micros } from '../money.ts';
 
 interface Seen {
   availableMicros: Micros;
