@@ -113,7 +113,12 @@ async function startSimulatorProcess(): Promise<{ child: Child; url: string }> {
 async function startGatewayProcess(simulatorUrl: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: Child; url: string }> {
   const { child, match } = await spawnNode(
     // BENCH_CPU_PROF_DIR=dir writes a CPU profile of our gateway process there (for investigations).
-    [...(process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : []), fileURLToPath(import.meta.url), '--serve-gateway'],
+    [
+      ...(process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : []),
+      ...(process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean),
+      fileURLToPath(import.meta.url),
+      '--serve-gateway',
+    ],
     { ...process.env, NEWAPI_BASE_URL: simulatorUrl, NEWAPI_API_KEY: SIM_KEY, BENCH_GATEWAY_OVERRIDES: JSON.stringify({ ...GATEWAY_OVERRIDES, ...env }) },
     /^BENCH_GATEWAY_URL=(\S+)$/,
   );
