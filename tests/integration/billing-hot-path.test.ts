@@ -145,57 +145,39 @@ describe('group commit', () => {
   });
 });
 
-describe('group commit lanes', () => {
-  it('a settlement-lane capture stuck on a wallet lock does not hold up a hold on another wallet', async () => {
-    const stuck = await heldCall('lane-stuck');
-    const other = await fundedWallet(ledger, 'lane-free', 1_000_000n);
-    const locker = await pool.connect();
-    try {
-      await locker.query('BEGIN');
-      await locker.query('SELECT 1 FROM wallets WHERE id = $1 FOR UPDATE', [stuck.wallet.id]);
-      let captured = false;
-      const capture = ledger
-        .capture({ holdId: stuck.held.hold.id, idempotencyKey: key('bg-cap'), usage: stuck.usage, known: { amountMicros: 10_000n, price: rates }, orgId: stuck.wallet.orgId, background: true })
-        .then((r) => ((captured = true), r));
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      // In one lane this hold would wait behind the blocked capture's batch.
-      const held = await ledger.hold({ orgId: other.orgId, amountMicros: 500n, idempotencyKey: key('fg-hold'), durable: false });
-      expect(held.hold.status).toBe('active');
-      expect(captured).toBe(false);
-      await locker.query('COMMIT');
-      expect((await capture).chargedMicros).toBe(1_350n);
-    } finally {
-      locker.release();
-    }
-    expect((await reconcile(pool, { walletIds: [stuck.wallet.id, other.id] })).drift).toEqual([]);
-  });
-
-  it('two ledgers (two processes) with both lanes busy over 6 wallets never deadlock, and stay exact', async () => {
-    const wallets = await Promise.all(Array.from({ length: 6 }, (_, i) => fundedWallet(ledger, `lanes-${i}`, 1_000_000n)));
+describe('group commit across processes', () => {
+  it('two ledgers (two processes) writing to 6 shared wallets in opposite orders never deadlock, and stay exact', async () => {
+    const wallets = await Promise.all(Array.from({ length: 6 }, (_, i) => fundedWallet(ledger, `shared-${i}`, 1_000_000n)));
     const secondPool = testPool(10);
     const ledgers = [ledger, new Ledger(secondPool)];
     const reruns = () => ledgers.reduce((n, l) => n + l.writes.stats.rerunBatches, 0);
     const before = reruns();
+    const rounds = 6;
     try {
-      await Promise.all(
-        Array.from({ length: 120 }, async (_, i) => {
-          const l = ledgers[i % 2]!;
-          // Each call's wallets come in a different order than its neighbours'.
-          const wallet = wallets[(i * 7 + (i >> 2)) % wallets.length]!;
-          const t = trace();
-          const held = await l.hold({ orgId: wallet.orgId, amountMicros: 1_000n, idempotencyKey: key(`lh${i}`), traceId: t, durable: false });
-          await l.capture({
-            holdId: held.hold.id, idempotencyKey: key(`lc${i}`), costMicros: 300n, orgId: wallet.orgId, background: i % 3 !== 0,
-            usage: { promptTokens: 1, completionTokens: 1, traceId: t, modelName: 'm', upstreamModel: 'm' }, known: { amountMicros: 1_000n },
-          });
-        }),
-      );
+      for (let round = 0; round < rounds; round++) {
+        // Each ledger queues one write per wallet at once, the two in opposite orders: unsorted,
+        // their batches would lock w0…w5 and w5…w0 at the same time.
+        await Promise.all(
+          ledgers.flatMap((l, side) =>
+            (side === 0 ? wallets : [...wallets].reverse()).flatMap((wallet, i) => [0, 1].map(async (copy) => {
+              const t = trace();
+              const held = await l.hold({ orgId: wallet.orgId, amountMicros: 1_000n, idempotencyKey: key(`h${round}-${side}-${i}-${copy}`), traceId: t, durable: false });
+              await l.capture({
+                holdId: held.hold.id, idempotencyKey: key(`c${round}-${side}-${i}-${copy}`), costMicros: 300n, orgId: wallet.orgId,
+                usage: { promptTokens: 1, completionTokens: 1, traceId: t, modelName: 'm', upstreamModel: 'm' }, known: { amountMicros: 1_000n },
+              });
+            })),
+          ),
+        );
+      }
     } finally {
       await secondPool.end();
     }
+    // A deadlock would have rolled a batch back (re-run write by write).
     expect(reruns()).toBe(before);
+    const calls = BigInt(rounds * 2 * wallets.length * 2);
     const after = await Promise.all(wallets.map((w) => ledger.getWallet(w.orgId)));
-    expect(after.reduce((sum, w) => sum + w.balanceMicros, 0n)).toBe(6_000_000n - 120n * 300n);
+    expect(after.reduce((sum, w) => sum + w.balanceMicros, 0n)).toBe(6_000_000n - calls * 300n);
     expect(after.every((w) => w.frozenMicros === 0n)).toBe(true);
     expect((await reconcile(pool, { walletIds: wallets.map((w) => w.id) })).drift).toEqual([]);
   });

@@ -19,13 +19,11 @@
 //   for the barrier, and concurrent barriers share the disk flush. A lone durable write simply
 //   runs in autocommit (one message: nothing to gain from a barrier).
 //
-// * Lanes. Writes nobody waits for (a capture sent after its answer went out) can go in the
-//   settlement lane: its batches run beside the default lane's on another connection, so a hold a
-//   caller is waiting on never queues behind a batch of such captures. Two batches in flight can
-//   both need the same wallet rows; each batch takes them in one order (its writes sorted by their
-//   `orderKey`, the wallet's organization), so two batches — of two lanes or two processes — wait
-//   for each other at most, never in a cycle. (A write without a key is sorted first; should a
-//   deadlock still happen, PostgreSQL aborts one batch, which is then re-run one write at a time.)
+// Batches of different processes (gateways and workers share the wallets) run at the same time and
+// may need the same wallet rows, so each batch takes them in one order: its writes are sorted
+// (stably) by their `orderKey`, the wallet's organization. Two batches then wait for each other at
+// most, never in a cycle. A write without a key is sorted first; should a deadlock still happen,
+// PostgreSQL aborts one batch, which is re-run one write at a time (below).
 //
 // Statements run without savepoints: if any of them fails, PostgreSQL aborts the transaction and
 // answers the COMMIT with ROLLBACK, so nothing of the batch was written, and the batch is re-run
@@ -63,27 +61,9 @@ export interface WriteOptions {
    * (at most a fraction of a second) loses it, together with everything committed after it.
    */
   durable?: boolean;
-  /** 'settle': the settlement lane, for writes no caller is waiting on (see the header). */
-  lane?: Lane;
   /** The wallet's organization id: a batch takes its wallet rows in this order. */
   orderKey?: string;
 }
-
-export type Lane = 'default' | 'settle';
-
-interface LaneState {
-  queue: PendingWrite[];
-  flushing: boolean;
-  /** How long the first write waits for others before its batch goes (the settlement lane's). */
-  lingerMs: number;
-}
-
-/**
- * The settlement lane's writes wait this long for company: nobody is waiting on them, and at a
- * few hundred calls a second a 10 ms window turns one commit and one disk flush per capture into
- * one per several.
- */
-export const SETTLE_LINGER_MS = 10;
 
 /** pg.Client's pipelining switch (its documented `pipeline` option) and the socket it writes to. */
 type PipelinableClient = pg.PoolClient & { pipeline?: boolean; connection?: { stream?: { cork?(): void; uncork?(): void } } };
@@ -95,40 +75,34 @@ const BARRIER_SQL = "SELECT pg_logical_emit_message(true, 'deepspace-ledger', ''
 export class GroupCommitter {
   private readonly pool: pg.Pool;
   private readonly maxBatch: number;
-  private readonly lanes: Record<Lane, LaneState>;
+  private queue: PendingWrite[] = [];
+  private flushing = false;
   /** 'refused' when the server will not run the barrier: batches then commit synchronously (the plain way). */
   private barrier: 'unknown' | 'works' | 'refused' = 'unknown';
   readonly stats: GroupCommitStats = { batches: 0, writes: 0, largestBatch: 0, rerunBatches: 0 };
 
-  constructor(pool: pg.Pool, options: { maxBatch?: number; settleLingerMs?: number } = {}) {
+  constructor(pool: pg.Pool, options: { maxBatch?: number } = {}) {
     this.pool = pool;
     this.maxBatch = options.maxBatch ?? 64;
-    this.lanes = {
-      default: { queue: [], flushing: false, lingerMs: 0 },
-      settle: { queue: [], flushing: false, lingerMs: options.settleLingerMs ?? SETTLE_LINGER_MS },
-    };
   }
 
   query(sql: string, params: unknown[], options: WriteOptions = {}): Promise<pg.QueryResult> {
-    const lane = this.lanes[options.lane ?? 'default'];
     return new Promise((resolve, reject) => {
-      lane.queue.push({ sql, params, name: options.name, durable: options.durable ?? true, orderKey: options.orderKey ?? '', resolve, reject });
-      if (lane.flushing) return;
-      lane.flushing = true;
-      if (lane.lingerMs > 0) setTimeout(() => void this.flush(lane), lane.lingerMs);
-      else void this.flush(lane);
+      this.queue.push({ sql, params, name: options.name, durable: options.durable ?? true, orderKey: options.orderKey ?? '', resolve, reject });
+      if (!this.flushing) void this.flush();
     });
   }
 
-  private async flush(lane: LaneState): Promise<void> {
+  private async flush(): Promise<void> {
+    this.flushing = true;
     try {
-      while (lane.queue.length > 0) {
+      while (this.queue.length > 0) {
         // Sorted (stably) by wallet: every batch locks wallets in the same order.
-        const batch = lane.queue.splice(0, this.maxBatch).sort((a, b) => (a.orderKey < b.orderKey ? -1 : a.orderKey > b.orderKey ? 1 : 0));
+        const batch = this.queue.splice(0, this.maxBatch).sort((a, b) => (a.orderKey < b.orderKey ? -1 : a.orderKey > b.orderKey ? 1 : 0));
         await this.runBatch(batch);
       }
     } finally {
-      lane.flushing = false;
+      this.flushing = false;
     }
   }
 

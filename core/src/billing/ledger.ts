@@ -222,14 +222,9 @@ export interface CaptureInput {
   audit?: SettlementAudit;
   /**
    * The hold's organization when the caller knows it: a group-commit batch locks its wallets in
-   * organization order (group-commit.ts, Lanes). A wrong value costs at most a re-run batch.
+   * organization order (group-commit.ts). A wrong value costs at most a re-run batch.
    */
   orgId?: string;
-  /**
-   * Nobody waits for this capture (it runs after the answer was sent): it goes in the ledger's
-   * settlement lane, beside (not ahead of) the holds callers are waiting on.
-   */
-  background?: boolean;
 }
 
 /** A failed call's zero-cost usage row, written with its release. */
@@ -898,7 +893,7 @@ export class Ledger {
         ? (input.costMicros ?? (known.price ? costOf(known.price, { promptTokens, completionTokens }) : undefined))
         : undefined;
 
-    const lane: WriteOptions = { lane: input.background ? 'settle' : 'default', ...(input.orgId ? { orderKey: input.orgId } : {}) };
+    const ordered: WriteOptions = input.orgId ? { orderKey: input.orgId } : {};
     return withSerializationRetry(async () => {
       if (knownCost !== undefined && knownCost <= known!.amountMicros) {
         // The caller's view of the hold, checked by the statement itself: one round trip, one commit.
@@ -908,7 +903,7 @@ export class Ledger {
           const done = await this.writes.query(
             audit ? CAPTURE_KNOWN_AUDITED_SQL : CAPTURE_KNOWN_SQL,
             [...params(known!.amountMicros, knownCost, s, usage.traceId!, usage.modelName!, usage.upstreamModel!), known!.amountMicros.toString(), ...rates, ...(audit ?? [])],
-            { name: audit ? 'ledger_capture_known_audited' : 'ledger_capture_known', ...lane },
+            { name: audit ? 'ledger_capture_known_audited' : 'ledger_capture_known', ...ordered },
           );
           if (done.rows[0]) return finish(done.rows[0], knownCost, s);
         } catch (error) {
@@ -944,7 +939,7 @@ export class Ledger {
         if (cost <= hold.amountMicros) {
           // Within the hold: one statement, no wallet read needed.
           const s = settleCapture(cost, hold.amountMicros, 0n);
-          const done = await this.writes.query(sql, values(s), { name: audit ? 'ledger_capture_audited' : 'ledger_capture', lane: lane.lane, orderKey: hold.orgId });
+          const done = await this.writes.query(sql, values(s), { name: audit ? 'ledger_capture_audited' : 'ledger_capture', orderKey: hold.orgId });
           if (done.rows[0]) return finish(done.rows[0], cost, s);
         } else {
           // Above the hold: what can be collected depends on the wallet now, so lock, read, write.

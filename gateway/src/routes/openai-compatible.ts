@@ -59,8 +59,7 @@ function callAudit(ctx: RequestContext, s: Settlement, result: 'success' | 'fail
   });
 }
 
-/** `background`: sent after the answer, nobody waits for it (the ledger's settlement lane). */
-async function capture(ctx: RequestContext, s: Settlement, promptTokens: number, completionTokens: number, note: Record<string, unknown> = {}, background = false) {
+async function capture(ctx: RequestContext, s: Settlement, promptTokens: number, completionTokens: number, note: Record<string, unknown> = {}) {
   const latencyMs = Math.round(performance.now() - s.startedAt);
   // Money, usage record and audit row in one statement and one commit; `known` lets the ledger
   // skip re-reading the hold this request just took (the statement checks it is unchanged).
@@ -82,7 +81,6 @@ async function capture(ctx: RequestContext, s: Settlement, promptTokens: number,
     actor: { type: 'api_key', id: s.key.keyId },
     known: { amountMicros: s.hold.hold.amountMicros, price: s.hold.price },
     orgId: s.key.orgId,
-    background,
     audit: callAudit(ctx, s, 'success', { prompt_tokens: promptTokens, completion_tokens: completionTokens, latency_ms: latencyMs, ...note }),
   });
   ctx.auditedByDomain();
@@ -230,9 +228,9 @@ async function heldCall<T>(
  * graceful stop waits for those captures; a hard kill in that millisecond leaves the hold to its
  * expiry, which returns the money — the same outcome as a kill mid-call.
  */
-async function settledReply(ctx: RequestContext, body: unknown, settle: (background: boolean) => Promise<unknown>): Promise<Reply> {
+async function settledReply(ctx: RequestContext, body: unknown, settle: () => Promise<unknown>): Promise<Reply> {
   if (ctx.deps.config.v1.settleBeforeResponse) {
-    await settle(false);
+    await settle();
     return { body };
   }
   ctx.auditedByDomain(); // the capture's statement writes this call's audit row
@@ -242,7 +240,7 @@ async function settledReply(ctx: RequestContext, body: unknown, settle: (backgro
       // The capture is idempotent by key: a retry after a lost connection settles it once.
       for (let attempt = 1; ; attempt++) {
         try {
-          await settle(true);
+          await settle();
           return;
         } catch (error) {
           if (attempt >= 3 || error instanceof AppError) {
@@ -311,7 +309,7 @@ export function openAiRoutes(api: ApiRouter): void {
       const usage = completion.usage;
       const promptTokens = usage?.prompt_tokens ?? settlement.hold.estimate?.promptTokens ?? 0;
       const completionTokens = usage?.completion_tokens ?? countTokens(completion.choices.map((c) => c.message?.content ?? '').join(''));
-      return settledReply(ctx, { ...completion, model: model.name }, (background) => capture(ctx, settlement, promptTokens, completionTokens, {}, background));
+      return settledReply(ctx, { ...completion, model: model.name }, () => capture(ctx, settlement, promptTokens, completionTokens));
     }
 
     const startedAt = performance.now();
@@ -343,7 +341,7 @@ export function openAiRoutes(api: ApiRouter): void {
         signal,
       ),
     );
-    return settledReply(ctx, { ...result, model: model.name }, (background) => capture(ctx, settlement, result.usage?.prompt_tokens ?? promptTokens, 0, {}, background));
+    return settledReply(ctx, { ...result, model: model.name }, () => capture(ctx, settlement, result.usage?.prompt_tokens ?? promptTokens, 0));
   });
 }
 
