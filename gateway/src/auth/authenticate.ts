@@ -6,6 +6,7 @@ import type { GatewayDeps } from '../deps.ts';
 import { readCookie, SESSION_COOKIE } from '../http/cookies.ts';
 import type { Actor } from './actor.ts';
 import { API_KEY_PATTERN, hmacHex } from './tokens.ts';
+import { SingleFlight } from '../services/single-flight.ts';
 
 const LAST_USED_WRITE_INTERVAL_MS = 60_000;
 // API keys are looked up on every call; a short in-process cache keeps that off the hot path.
@@ -22,6 +23,10 @@ const keyCache = new Map<string, CachedKey>();
 
 /** Drops cached API keys (all, or those of one project) after a revocation or an archive. */
 export function forgetApiKeys(projectId?: string): void {
+  // A lookup already running may have read the key before the change: it neither serves later
+  // callers nor fills the cache.
+  keyGeneration++;
+  keyLoads.clear();
   if (!projectId) return keyCache.clear();
   for (const [hash, entry] of keyCache) if (entry.actor.projectId === projectId) keyCache.delete(hash);
 }
@@ -38,9 +43,17 @@ interface CachedSession {
   cachedAt: number;
 }
 const sessionCache = new Map<string, CachedSession>();
+/** Requests that find an entry expired share its reload (one query per key, not one per request). */
+const keyLoads = new SingleFlight<Actor>();
+const sessionLoads = new SingleFlight<Actor>();
+/** Bumped by every forget: a lookup that began before it does not fill the cache. */
+let keyGeneration = 0;
+let sessionGeneration = 0;
 
 /** Drops cached sessions: one session, or every session of a user. */
 export function forgetSessions(which: { sessionId?: string; userId?: string }): void {
+  sessionGeneration++;
+  sessionLoads.clear();
   for (const [hash, entry] of sessionCache) {
     if (entry.actor.sessionId === which.sessionId || entry.actor.userId === which.userId) sessionCache.delete(hash);
   }
@@ -69,6 +82,11 @@ async function authenticateApiKey(deps: GatewayDeps, key: string): Promise<Actor
     if (cached.expiresAt && cached.expiresAt <= now) throw invalid();
     return cached.actor;
   }
+  return keyLoads.run(keyHash, () => loadApiKey(deps, keyHash, now, invalid));
+}
+
+async function loadApiKey(deps: GatewayDeps, keyHash: string, now: Date, invalid: () => AppError): Promise<Actor> {
+  const generation = keyGeneration;
   const row = await deps.prisma.apiKey.findUnique({
     where: { keyHash },
     include: { project: { select: { archivedAt: true } } },
@@ -79,6 +97,7 @@ async function authenticateApiKey(deps: GatewayDeps, key: string): Promise<Actor
     void deps.prisma.apiKey.update({ where: { id: row.id }, data: { lastUsedAt: now } }).catch(() => {});
   }
   const actor = { type: 'api_key' as const, keyId: row.id, orgId: row.orgId, projectId: row.projectId, scopes: row.scopes, prefix: row.prefix };
+  if (generation !== keyGeneration) return actor;
   if (keyCache.size >= KEY_CACHE_MAX) keyCache.clear();
   keyCache.set(keyHash, { actor, expiresAt: row.expiresAt, cachedAt: now.getTime() });
   return actor;
@@ -94,6 +113,11 @@ async function authenticateSession(deps: GatewayDeps, token: string): Promise<Ac
     if (cached.expiresAt <= now) throw invalid();
     return cached.actor;
   }
+  return sessionLoads.run(tokenHash, () => loadSession(deps, tokenHash, now, invalid));
+}
+
+async function loadSession(deps: GatewayDeps, tokenHash: string, now: Date, invalid: () => AppError): Promise<Actor> {
+  const generation = sessionGeneration;
   const session = await deps.prisma.session.findUnique({ where: { tokenHash }, include: { user: true } });
   if (!session || session.revokedAt || session.expiresAt <= now || session.user.disabledAt) throw invalid();
   if (now.getTime() - session.lastSeenAt.getTime() > SESSION_TOUCH_INTERVAL_MS) {
@@ -101,6 +125,7 @@ async function authenticateSession(deps: GatewayDeps, token: string): Promise<Ac
   }
   const { user } = session;
   const actor = { type: 'user' as const, userId: user.id, email: user.email, name: user.name, isPlatformAdmin: user.isPlatformAdmin, sessionId: session.id };
+  if (generation !== sessionGeneration) return actor;
   if (sessionCache.size >= SESSION_CACHE_MAX) sessionCache.clear();
   sessionCache.set(tokenHash, { actor, expiresAt: session.expiresAt, cachedAt: now.getTime() });
   return actor;

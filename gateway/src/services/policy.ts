@@ -3,6 +3,7 @@
 // The effective policy of a project is its own non-null rules over the organization's.
 import type { PrismaClient, Redis } from '@deepspace/core';
 import { AppError } from '@deepspace/core';
+import { SingleFlight } from './single-flight.ts';
 
 export interface PolicyRules {
   allowedModels: string[] | null;
@@ -46,6 +47,8 @@ export class PolicyService {
   private readonly prisma: PrismaClient;
   private readonly redis: Redis;
   private readonly local = new Map<string, { rules: PolicyRules; at: number }>();
+  /** Requests that find the local entry expired share its reload. */
+  private readonly loads = new SingleFlight<PolicyRules>();
   constructor(prisma: PrismaClient, redis: Redis) {
     this.prisma = prisma;
     this.redis = redis;
@@ -93,7 +96,7 @@ export class PolicyService {
     const localKey = `${orgId}:${projectId ?? ''}`;
     const hit = this.local.get(localKey);
     if (hit && Date.now() - hit.at < LOCAL_TTL_MS) return hit.rules;
-    const rules = await this.loadEffective(orgId, projectId);
+    const rules = await this.loads.run(localKey, () => this.loadEffective(orgId, projectId));
     if (this.local.size > 10_000) this.local.clear();
     this.local.set(localKey, { rules, at: Date.now() });
     return rules;
@@ -131,6 +134,8 @@ export class PolicyService {
     // Drop the caches only after the commit, so no reader re-caches the old row. Organization
     // rules shape every project's effective policy, so drop all of that organization's entries.
     await this.redis.del(this.cacheKey(orgId, projectId));
+    // A reload already running may have read the old row: later callers start their own.
+    this.loads.clear();
     for (const key of this.local.keys()) if (key.startsWith(`${orgId}:`)) this.local.delete(key);
   }
 
