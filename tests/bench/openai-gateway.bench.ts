@@ -12,7 +12,7 @@
 // our gateway (startTestGateway) and Portkey each run in their own Node process. On this 2-core
 // machine they all share the CPU with each other, PostgreSQL and Redis.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -77,7 +77,10 @@ function spawnNode(args: string[], env: NodeJS.ProcessEnv, ready: RegExp, timeou
       void child.stop();
       reject(new Error(`timed out after ${timeoutMs} ms waiting for ${ready}; output: ${output.join('\n').slice(-2000)}`));
     }, timeoutMs);
+    // BENCH_CHILD_LOG_DIR=dir keeps every line of each child's output there (e.g. with --trace-gc).
+    const log = process.env.BENCH_CHILD_LOG_DIR ? path.join(process.env.BENCH_CHILD_LOG_DIR, `child-${proc.pid}.log`) : null;
     const onLine = (line: string) => {
+      if (log) appendFileSync(log, `${line}\n`);
       output.push(line);
       if (output.length > 200) output.shift();
       const match = ready.exec(line);

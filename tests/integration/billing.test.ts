@@ -306,6 +306,53 @@ describe('release, expiry, refunds', () => {
   });
 });
 
+describe('results of the hot statements', () => {
+  // hold() and capture() build part of their answer from their own input (the statements return
+  // only the columns the database made): what they return must be exactly what was stored.
+  it('hold and capture (known, general and above-the-hold paths) return the rows as stored', async () => {
+    const model = await newModel(pool, { input: 1_000_000n, output: 2_000_000n });
+    const wallet = await fundedWallet(ledger, 'views', 1_000_000n);
+    const projectId = (
+      await pool.query<{ id: string }>('INSERT INTO projects (org_id, name, slug) VALUES ($1, $2, $3) RETURNING id', [wallet.orgId, 'p', `p-${key('s')}`])
+    ).rows[0]!.id;
+    const stored = async (transactionId: string) => (await ledger.listTransactions(wallet.orgId, { limit: 100 })).data.find((t) => t.id === transactionId);
+    const actor = { type: 'api_key' as const, id: 'key-123' };
+    const t = trace();
+    // Upper-case uuids in, the database's lower-case ones out.
+    const held = await ledger.hold({
+      orgId: wallet.orgId.toUpperCase(), amountMicros: 5_000n, idempotencyKey: key('hold'), traceId: t, projectId: projectId.toUpperCase(),
+      modelId: model.modelId.toUpperCase(), priceId: model.priceId.toUpperCase(), runId: 'run-1', stepId: 'step-1', actor, ttlMs: 60_000,
+    });
+    expect(held.hold).toEqual(await ledger.getHold(held.hold.id));
+    expect(held.transaction).toEqual(await stored(held.transaction.id));
+    expect(held.hold).toMatchObject({ orgId: wallet.orgId, projectId, modelId: model.modelId, priceId: model.priceId, status: 'active' });
+
+    // Known path (one statement), with the caller's trace and without a run of its own.
+    const known = await ledger.capture({
+      holdId: held.hold.id, orgId: wallet.orgId, idempotencyKey: key('capture'), actor,
+      known: { amountMicros: 5_000n, price: { inputMicrosPerMillion: 1_000_000n, outputMicrosPerMillion: 2_000_000n } },
+      usage: { promptTokens: 1_000, completionTokens: 500, traceId: t, modelName: model.name, upstreamModel: model.upstreamModel },
+    });
+    expect(known.hold).toEqual(await ledger.getHold(held.hold.id));
+    expect(known.transaction).toEqual(await stored(known.transaction.id));
+    expect(known.transaction).toMatchObject({ runId: 'run-1', stepId: 'step-1', reason: null, actorType: 'api_key', actorId: 'key-123' });
+
+    // General path, usage naming its own run and step.
+    const second = await ledger.hold({ orgId: wallet.orgId, amountMicros: 4_000n, idempotencyKey: key('hold'), traceId: trace(), modelId: model.modelId, priceId: model.priceId });
+    const general = await ledger.capture({ holdId: second.hold.id, idempotencyKey: key('capture'), usage: usage(1_000, 1_000, { runId: 'run-2', stepId: 'step-2' }) });
+    expect(general.hold).toEqual(await ledger.getHold(second.hold.id));
+    expect(general.transaction).toEqual(await stored(general.transaction.id));
+
+    // Above the hold: the overage details and reason come back as written.
+    const third = await ledger.hold({ orgId: wallet.orgId, amountMicros: 100n, idempotencyKey: key('hold'), traceId: trace(), modelId: model.modelId, priceId: model.priceId });
+    const over = await ledger.capture({ holdId: third.hold.id, idempotencyKey: key('capture'), usage: usage(1_000, 0) });
+    expect(over.transaction.details).toMatchObject({ overage_rule: OVERAGE_RULE });
+    expect(over.transaction).toEqual(await stored(over.transaction.id));
+    expect(over.hold).toEqual(await ledger.getHold(third.hold.id));
+    await expectNoDrift(wallet.id);
+  });
+});
+
 describe('reads', () => {
   it('lists transactions newest first with cursor pagination { data, has_more }', async () => {
     const wallet = await fundedWallet(ledger, 'list', 0n);

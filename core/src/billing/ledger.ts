@@ -322,6 +322,28 @@ function toHold(r: Row): HoldView {
   };
 }
 
+/** toHold of the `h_`-prefixed columns (cols('h', HOLD_COLUMNS)) of a hot statement's row, read directly. */
+function toHoldH(r: Row): HoldView {
+  return {
+    id: String(r.h_id),
+    walletId: String(r.h_wallet_id),
+    orgId: String(r.h_org_id),
+    projectId: str(r.h_project_id),
+    status: r.h_status as HoldView['status'],
+    amountMicros: big(r.h_amount_micros),
+    capturedMicros: big(r.h_captured_micros),
+    idempotencyKey: String(r.h_idempotency_key),
+    traceId: str(r.h_trace_id),
+    runId: str(r.h_run_id),
+    stepId: str(r.h_step_id),
+    modelId: str(r.h_model_id),
+    priceId: str(r.h_price_id),
+    createdAt: r.h_created_at as Date,
+    expiresAt: r.h_expires_at as Date,
+    settledAt: (r.h_settled_at as Date | null) ?? null,
+  };
+}
+
 interface TxRecord extends TransactionView {
   requestHash: string | null;
 }
@@ -453,15 +475,17 @@ WITH w AS (
 ), h AS (
   INSERT INTO holds (wallet_id, org_id, project_id, amount_micros, idempotency_key, trace_id, run_id, step_id, model_id, price_id, expires_at)
   SELECT w.id, $1::uuid, $3::uuid, $2::bigint, $4::text, $5::text, $6::text, $7::text, $8::uuid, $9::uuid, $10::timestamptz FROM w
-  RETURNING *
+  RETURNING id, wallet_id, created_at, expires_at
 ), t AS (
   INSERT INTO wallet_transactions (${TX_INSERT_COLUMNS})
   SELECT w.id, 'hold'::"TransactionKind", $2::bigint, w.balance_micros, w.frozen_micros, $4::text, h.id, $5::text, $6::text, $7::text,
          $11::"ActorType", $12::text, NULL, $13::text, '{}'::jsonb
   FROM w, h
-  RETURNING *
+  RETURNING id, balance_after_micros, frozen_after_micros, created_at
 )
-SELECT ${cols('h', HOLD_COLUMNS)}, ${cols('t', TX_COLUMNS)} FROM h, t`;
+SELECT h.id AS h_id, h.wallet_id AS h_wallet_id, h.created_at AS h_created_at, h.expires_at AS h_expires_at,
+       t.id AS t_id, t.balance_after_micros AS t_balance_after_micros, t.frozen_after_micros AS t_frozen_after_micros, t.created_at AS t_created_at
+FROM h, t`;
 
 // The audit row of a settlement, written by the settling statement itself (one commit), and only
 // when that statement settled the hold: a replay writes none. $n…$n+11 are its parameters (auditParams).
@@ -507,9 +531,11 @@ WITH h AS (
   SELECT w.id, 'capture'::"TransactionKind", -$2::bigint, w.balance_micros, w.frozen_micros, $17::text, h.id, $3::text,
          COALESCE($15::text, h.run_id), COALESCE($16::text, h.step_id), $18::"ActorType", $19::text, $20::text, $21::text, $22::jsonb
   FROM w, h
-  RETURNING *
+  RETURNING id, balance_after_micros, frozen_after_micros, created_at
 )${options.audited ? auditCte(options.known ? 26 : 23) : ''}
-SELECT ${cols('h', HOLD_COLUMNS)}, ${cols('t', TX_COLUMNS)}, u.id AS usage_id FROM h, t, u`;
+SELECT ${cols('h', HOLD_COLUMNS)}, t.id AS t_id, t.balance_after_micros AS t_balance_after_micros, t.frozen_after_micros AS t_frozen_after_micros,
+       t.created_at AS t_created_at, u.id AS usage_id
+FROM h, t, u`;
 }
 
 const CAPTURE_SQL = captureSql({ known: false, audited: false });
@@ -768,7 +794,50 @@ export class Ledger {
           ],
           { name: 'ledger_hold', durable: input.durable ?? true, orderKey: input.orgId },
         );
-        if (rows[0]) return { hold: toHold(pick(rows[0], 'h')), transaction: publicTx(toTx(pick(rows[0], 't'))), replayed: false };
+        const r = rows[0];
+        if (r) {
+          // The statement returns only what the database made; the rest is this call's input as
+          // written (uuids come back lower-case). Fewer columns: a hold is on every model call's path.
+          const holdId = String(r.h_id);
+          const walletId = String(r.h_wallet_id);
+          const hold: HoldView = {
+            id: holdId,
+            walletId,
+            orgId: input.orgId.toLowerCase(),
+            projectId: input.projectId?.toLowerCase() ?? null,
+            status: 'active',
+            amountMicros: amount,
+            capturedMicros: 0n,
+            idempotencyKey: key,
+            traceId: input.traceId ?? null,
+            runId: input.runId ?? null,
+            stepId: input.stepId ?? null,
+            modelId: input.modelId?.toLowerCase() ?? null,
+            priceId: input.priceId?.toLowerCase() ?? null,
+            createdAt: r.h_created_at as Date,
+            expiresAt: r.h_expires_at as Date,
+            settledAt: null,
+          };
+          const transaction: TransactionView = {
+            id: String(r.t_id),
+            walletId,
+            kind: 'hold',
+            amountMicros: amount,
+            balanceAfterMicros: big(r.t_balance_after_micros),
+            frozenAfterMicros: big(r.t_frozen_after_micros),
+            idempotencyKey: key,
+            holdId,
+            traceId: input.traceId ?? null,
+            runId: input.runId ?? null,
+            stepId: input.stepId ?? null,
+            actorType: actor.type,
+            actorId: actor.id ?? null,
+            reason: null,
+            details: {},
+            createdAt: r.t_created_at as Date,
+          };
+          return { hold, transaction, replayed: false };
+        }
       } catch (error) {
         if (!isKeyCollision(error)) throw error;
       }
@@ -863,7 +932,7 @@ export class Ledger {
     const hash = requestHash('capture', { holdId: input.holdId, usage: { ...hashedUsage, promptTokens, completionTokens }, cost: input.costMicros ?? null });
 
     const audit = input.audit ? auditParams(input.audit) : null;
-    const params = (holdAmount: bigint, cost: bigint, s: CaptureSettlement, traceId: string, modelName: string, upstreamModel: string) => {
+    const texts = (holdAmount: bigint, cost: bigint, s: CaptureSettlement) => {
       const details: Record<string, string> = {
         cost_micros: cost.toString(),
         charged_micros: s.chargedMicros.toString(),
@@ -872,6 +941,10 @@ export class Ledger {
       };
       if (cost > holdAmount) details.overage_rule = OVERAGE_RULE;
       const reason = s.uncollectedMicros > 0n ? `overage: ${s.uncollectedMicros} micros uncollected (${OVERAGE_RULE})` : null;
+      return { details, reason };
+    };
+    const params = (holdAmount: bigint, cost: bigint, s: CaptureSettlement, traceId: string, modelName: string, upstreamModel: string) => {
+      const { details, reason } = texts(holdAmount, cost, s);
       return [
         input.holdId, s.chargedMicros.toString(), traceId, usage.projectId ?? null, usage.apiKeyId ?? null, usage.userId ?? null,
         usage.modelId ?? null, modelName, upstreamModel, promptTokens, completionTokens, latencyMs, usage.status ?? 'success',
@@ -879,14 +952,37 @@ export class Ledger {
         JSON.stringify(details),
       ];
     };
-    const finish = (row: Row, cost: bigint, s: CaptureSettlement): CaptureResult => ({
-      hold: toHold(pick(row, 'h')),
-      transaction: publicTx(toTx(pick(row, 't'))),
-      replayed: false,
-      costMicros: cost,
-      ...s,
-      usageRecordId: String(row.usage_id),
-    });
+    // The statement returns the settled hold and only the database-made columns of its transaction
+    // row; the rest of that row is what this call wrote (`holdAmount` as priced, `traceId` as sent).
+    const finish = (row: Row, cost: bigint, s: CaptureSettlement, holdAmount: bigint, traceId: string): CaptureResult => {
+      const hold = toHoldH(row);
+      const { details, reason } = texts(holdAmount, cost, s);
+      return {
+        hold,
+        transaction: {
+          id: String(row.t_id),
+          walletId: hold.walletId,
+          kind: 'capture',
+          amountMicros: -s.chargedMicros,
+          balanceAfterMicros: big(row.t_balance_after_micros),
+          frozenAfterMicros: big(row.t_frozen_after_micros),
+          idempotencyKey: key,
+          holdId: hold.id,
+          traceId,
+          runId: usage.runId ?? hold.runId,
+          stepId: usage.stepId ?? hold.stepId,
+          actorType: actor.type,
+          actorId: actor.id ?? null,
+          reason,
+          details,
+          createdAt: row.t_created_at as Date,
+        },
+        replayed: false,
+        costMicros: cost,
+        ...s,
+        usageRecordId: String(row.usage_id),
+      };
+    };
     const known = input.known;
     const knownCost =
       known && typeof known.amountMicros === 'bigint' && known.amountMicros > 0n && usage.traceId && usage.modelName && usage.upstreamModel
@@ -905,7 +1001,7 @@ export class Ledger {
             [...params(known!.amountMicros, knownCost, s, usage.traceId!, usage.modelName!, usage.upstreamModel!), known!.amountMicros.toString(), ...rates, ...(audit ?? [])],
             { name: audit ? 'ledger_capture_known_audited' : 'ledger_capture_known', ...ordered },
           );
-          if (done.rows[0]) return finish(done.rows[0], knownCost, s);
+          if (done.rows[0]) return finish(done.rows[0], knownCost, s, known!.amountMicros, usage.traceId!);
         } catch (error) {
           if (!isKeyCollision(error)) throw error;
         }
@@ -940,7 +1036,7 @@ export class Ledger {
           // Within the hold: one statement, no wallet read needed.
           const s = settleCapture(cost, hold.amountMicros, 0n);
           const done = await this.writes.query(sql, values(s), { name: audit ? 'ledger_capture_audited' : 'ledger_capture', orderKey: hold.orgId });
-          if (done.rows[0]) return finish(done.rows[0], cost, s);
+          if (done.rows[0]) return finish(done.rows[0], cost, s, hold.amountMicros, traceId);
         } else {
           // Above the hold: what can be collected depends on the wallet now, so lock, read, write.
           const done = await this.transaction(async (client) => {
@@ -952,7 +1048,7 @@ export class Ledger {
             );
             const s = settleCapture(cost, hold.amountMicros, BigInt(w.rows[0]!.available));
             const written = await client.query(sql, values(s));
-            return finish(written.rows[0]!, cost, s);
+            return finish(written.rows[0]!, cost, s, hold.amountMicros, traceId);
           });
           if (done) return done;
         }
