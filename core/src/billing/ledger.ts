@@ -404,21 +404,38 @@ export async function withSerializationRetry<T>(fn: () => Promise<T>, attempts =
 
 /** sha256 of the canonical JSON of an operation's parameters (bigints as strings, keys sorted). */
 export function requestHash(op: string, params: Record<string, unknown>): string {
-  const canonical = (value: unknown): unknown => {
-    if (typeof value === 'bigint') return value.toString();
-    if (value instanceof Date) return value.toISOString();
-    if (Array.isArray(value)) return value.map(canonical);
-    if (value && typeof value === 'object') {
-      return Object.fromEntries(
-        Object.keys(value as Row)
-          .sort()
-          .filter((k) => (value as Row)[k] !== undefined)
-          .map((k) => [k, canonical((value as Row)[k])]),
-      );
+  return createHash('sha256').update(`{"op":${JSON.stringify(op)},"params":${canonicalJson(params)}}`).digest('hex');
+}
+
+// Integer-like keys ("2", "10"): JSON.stringify lists an object's array-index keys first, in numeric order.
+const ARRAY_INDEX = /^(?:0|[1-9]\d{0,9})$/;
+const isArrayIndex = (key: string) => ARRAY_INDEX.test(key) && Number(key) < 4_294_967_295;
+
+/**
+ * The canonical JSON text, written directly (every hold and capture hashes its parameters). Byte
+ * for byte what the first version produced — JSON.stringify of a copy with bigints and dates as
+ * strings, undefined members dropped (null in arrays), keys sorted — since stored request hashes
+ * must keep matching their replays; a unit test pins hashes made by that version.
+ */
+function canonicalJson(value: unknown): string {
+  if (typeof value === 'bigint') return `"${value.toString()}"`;
+  if (value instanceof Date) return `"${value.toISOString()}"`;
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v)).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const keys = Object.keys(value);
+    // Object.keys lists array-index keys first (ascending), the rest in insertion order.
+    let indexKeys = 0;
+    while (indexKeys < keys.length && isArrayIndex(keys[indexKeys]!)) indexKeys++;
+    const ordered = indexKeys === 0 ? keys.sort() : [...keys.slice(0, indexKeys), ...keys.slice(indexKeys).sort()];
+    let out = '{';
+    for (const key of ordered) {
+      const member = (value as Row)[key];
+      if (member === undefined) continue;
+      out += `${out.length > 1 ? ',' : ''}${JSON.stringify(key)}:${canonicalJson(member)}`;
     }
-    return value ?? null;
-  };
-  return createHash('sha256').update(JSON.stringify({ op, params: canonical(params) })).digest('hex');
+    return `${out}}`;
+  }
+  return JSON.stringify(value ?? null);
 }
 
 function requireKey(key: unknown): string {
