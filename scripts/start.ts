@@ -9,6 +9,7 @@ import { DATA_DIR, MIGRATIONS_DIR, ROOT } from './lib/paths.ts';
 import { ensureNuxtBuild, nuxtServerEntry } from './lib/nuxt.ts';
 import { canConnect, ensurePostgres, ensureRedis, ensureTemporalCli, log, waitFor } from './lib/services.ts';
 import { Supervisor } from './lib/supervisor.ts';
+import { GATEWAY_NODE_FLAGS } from '../gateway/src/node-flags.ts';
 
 const config = loadConfigOrExit();
 const dataDir = process.env.DEEPSPACE_DATA_DIR ? path.resolve(process.env.DEEPSPACE_DATA_DIR) : DATA_DIR;
@@ -83,7 +84,7 @@ try {
     env: childEnv,
     quiet: /^\s*(asset|runtime modules|modules by path|\.\/|webpack|orphan modules|cacheable modules)|\[INFO\] (Workflow bundle created|asset)/,
   });
-  supervisor.start('gateway', node, [path.join(ROOT, 'gateway/src/main.ts')], { env: childEnv });
+  supervisor.start('gateway', node, [...GATEWAY_NODE_FLAGS, path.join(ROOT, 'gateway/src/main.ts')], { env: childEnv });
   const gatewayUrl = `http://${config.gateway.host}:${config.gateway.port}`;
   await waitFor('gateway /readyz', async () => {
     try {

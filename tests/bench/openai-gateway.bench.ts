@@ -22,6 +22,7 @@ import { Ledger } from '@deepspace/core/billing/index';
 import { freePort } from '../../scripts/lib/services.ts';
 import { createKey, signUp } from '../support/api.ts';
 import { startTestGateway } from '../support/stack.ts';
+import { GATEWAY_NODE_FLAGS } from '../../gateway/src/node-flags.ts';
 import { round, type BenchResult, type BenchSuite } from './harness.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -118,7 +119,9 @@ async function startGatewayProcess(simulatorUrl: string, env: NodeJS.ProcessEnv 
     // BENCH_CPU_PROF_DIR=dir writes a CPU profile of our gateway process there (for investigations).
     [
       ...(process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : []),
-      ...(process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean),
+      // The flags the gateway runs with everywhere; BENCH_GATEWAY_NODE_ARGS, when set (even empty),
+      // replaces them for an experiment.
+      ...(process.env.BENCH_GATEWAY_NODE_ARGS ?? GATEWAY_NODE_FLAGS.join(' ')).split(' ').filter(Boolean),
       fileURLToPath(import.meta.url),
       '--serve-gateway',
     ],

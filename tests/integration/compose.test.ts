@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadConfig } from '@deepspace/core';
+import { GATEWAY_NODE_FLAGS } from '../../gateway/src/node-flags.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
@@ -324,10 +325,16 @@ describe('docker-compose.yml', () => {
     for (const [name, files] of Object.entries(scripts)) {
       const command = commandText(name);
       for (const file of files) {
-        expect(command, name).toMatch(new RegExp(`\\bnode ${file.replace(/[.]/g, '\\.')}\\b`));
+        // node, any node flags, the file
+        expect(command, name).toMatch(new RegExp(`\\bnode (?:--\\S+ )*${file.replace(/[.]/g, '\\.')}\\b`));
         expect(existsSync(path.join(ROOT, file)), `${file} exists`).toBe(true);
       }
     }
+    // The gateway runs with its Node flags wherever it is started.
+    const gatewayRun = `node ${GATEWAY_NODE_FLAGS.join(' ')} gateway/src/main.ts`;
+    expect(commandText('gateway')).toContain(gatewayRun);
+    expect(read('Dockerfile')).toContain(`CMD ${JSON.stringify(['node', ...GATEWAY_NODE_FLAGS, 'gateway/src/main.ts']).replace(/,/g, ', ')}`);
+    expect((JSON.parse(read('gateway/package.json')) as { scripts: Record<string, string> }).scripts.start).toBe(`node ${GATEWAY_NODE_FLAGS.join(' ')} src/main.ts`);
     // migrate, then seed, and the seed only when the migration succeeded
     expect(commandText('migrate')).toMatch(/node scripts\/migrate\.ts && node scripts\/seed\.ts/);
     expect(['no', undefined]).toContain(service('migrate').restart);
