@@ -231,7 +231,13 @@ const suite: BenchSuite = {
       // The worker in its own process as deployed; BENCH_CHAT_WORKER=inline shares this one.
       if (INLINE_WORKER) worker = await startTestWorker(upstreamEnv);
       // BENCH_CPU_PROF_DIR=dir writes a CPU profile of the worker process there (for investigations).
-      else workerProcess = await startWorkerProcess({ ...upstreamEnv, ...(process.env.BENCH_CPU_PROF_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}` } : {}) });
+      // BENCH_WORKER_NODE_ARGS passes Node flags to the worker process (experiments).
+      else {
+        workerProcess = await startWorkerProcess(
+          { ...upstreamEnv, ...(process.env.BENCH_CPU_PROF_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}` } : {}) },
+          (process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean),
+        );
+      }
       const gw = gateway;
       const tenant: Tenant = await signUp(gw.url, 'bench-chat');
       await gw.deps.ledger.topup({ orgId: tenant.org.id, amountMicros: 100_000_000n, idempotencyKey: `bench-chat-topup:${tenant.org.id}`, reason: 'bench credit', actor: { type: 'system' } });

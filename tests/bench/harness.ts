@@ -69,9 +69,9 @@ export function processCpuSeconds(pid: number): number {
 }
 
 /** The worker in its own process, as deployed (docker-compose `worker`), started with `env` over the test config. */
-export async function startWorkerProcess(env: NodeJS.ProcessEnv): Promise<{ pid: number; stop(): Promise<void> }> {
+export async function startWorkerProcess(env: NodeJS.ProcessEnv, nodeArgs: readonly string[] = []): Promise<{ pid: number; stop(): Promise<void> }> {
   const children: ChildProcess[] = [];
-  const service = spawnService('temporal-workers/src/main.ts', env, children);
+  const service = spawnService('temporal-workers/src/main.ts', env, children, nodeArgs);
   const exited = new Promise<void>((resolve) => service.child.once('exit', () => resolve()));
   await until(async () => {
     if (service.child.exitCode !== null) throw new Error(`worker exited: ${service.output()}`);

@@ -11,8 +11,8 @@ export interface ServiceProcess {
 }
 
 /** Starts `script` (relative to the repo) on Node 24 with extra env; `registry` collects it for cleanup. */
-export function spawnService(script: string, env: NodeJS.ProcessEnv, registry: ChildProcess[]): ServiceProcess {
-  const child = spawn(NODE, [path.join(ROOT, script)], { env: { ...process.env, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnService(script: string, env: NodeJS.ProcessEnv, registry: ChildProcess[], nodeArgs: readonly string[] = []): ServiceProcess {
+  const child = spawn(NODE, [...nodeArgs, path.join(ROOT, script)], { env: { ...process.env, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
