@@ -194,6 +194,8 @@ interface PhaseResult {
   /** Share of the machine's 2 cores busy during the phase (all processes, including ones not ours). */
   machineBusyPct: number | null;
   servicesCpuMsPerRequest: { postgresql: number; redis: number };
+  /** p50 of each phase of the answers' Server-Timing header (our gateway only: where its added time goes). */
+  serverTimingP50: Record<string, number> | null;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -243,8 +245,8 @@ type SendError = Error & { code?: string };
 
 let sendCounter = 0;
 
-/** One POST; rejects on a status ≠ 200, a connection error or when `deadline` (performance.now() time) passes. */
-function send(target: Target, deadline = performance.now() + REQUEST_TIMEOUT_MS): Promise<void> {
+/** One POST; resolves with the answer's Server-Timing header; rejects on a status ≠ 200, a connection error or when `deadline` (performance.now() time) passes. */
+function send(target: Target, deadline = performance.now() + REQUEST_TIMEOUT_MS): Promise<string | undefined> {
   const headers = target.headers[sendCounter++ % target.headers.length]!;
   return new Promise((resolve, reject) => {
     const req = http.request(
@@ -261,7 +263,7 @@ function send(target: Target, deadline = performance.now() + REQUEST_TIMEOUT_MS)
           clearTimeout(timer);
           if (res.statusCode !== 200) {
             reject(Object.assign(new Error(`HTTP ${res.statusCode}: ${Buffer.concat(chunks).toString('utf8').slice(0, 300)}`), { code: `http_${res.statusCode}` }));
-          } else resolve();
+          } else resolve(res.headers['server-timing'] as string | undefined);
         });
         res.on('error', reject);
       },
@@ -295,6 +297,7 @@ async function openLoop(targets: Target[], rate: number, seconds: number): Promi
     timeouts: 0,
     lastDone: 0,
     cpuBefore: cpuMs(target.pid),
+    serverTimings: new Map<string, number[]>(),
   }));
   let lastSend = 0;
   const pending: Promise<void>[] = [];
@@ -313,7 +316,12 @@ async function openLoop(targets: Target[], rate: number, seconds: number): Promi
         s.lags.push(now - due);
         pending.push(
           send(s.target, due + DEADLINE_MS).then(
-            () => {
+            (serverTiming) => {
+              // "pre;dur=0.29, hold;dur=1.57, …"
+              for (const entry of serverTiming ? serverTiming.split(', ') : []) {
+                const [name, dur] = entry.split(';dur=');
+                if (name && dur !== undefined) (s.serverTimings.get(name) ?? s.serverTimings.set(name, []).get(name)!).push(Number(dur));
+              }
               s.lastDone = performance.now();
               s.latencies.push(s.lastDone - due);
               s.fromSend.push(s.lastDone - now);
@@ -373,6 +381,9 @@ async function openLoop(targets: Target[], rate: number, seconds: number): Promi
         postgresql: (servicesAfter.postgresql - servicesBefore.postgresql) / (total * n),
         redis: (servicesAfter.redis - servicesBefore.redis) / (total * n),
       },
+      serverTimingP50: s.serverTimings.size
+        ? Object.fromEntries([...s.serverTimings].map(([name, values]) => [name, percentile(values.sort((a, b) => a - b), 50)]))
+        : null,
     };
   }
   return results;
@@ -430,6 +441,9 @@ function summary(p: PhaseResult) {
     ...(p.cpuMsPerRequest !== null ? { process_cpu_ms_per_request: round(p.cpuMsPerRequest, 3) } : {}),
     ...(p.machineBusyPct !== null ? { machine_busy_pct: round(p.machineBusyPct, 0) } : {}),
     services_cpu_ms_per_request: { postgresql: round(p.servicesCpuMsPerRequest.postgresql, 3), redis: round(p.servicesCpuMsPerRequest.redis, 3) },
+    // Our gateway's own account of each answer (Server-Timing): pre = arrival → model call starts,
+    // hold = the ledger hold's round trip (beside the call), hold_wait = how long the answer waited for it.
+    ...(p.serverTimingP50 ? { server_timing_p50_ms: Object.fromEntries(Object.entries(p.serverTimingP50).map(([k, v]) => [k, round(v, 3)])) } : {}),
   };
 }
 

@@ -61,6 +61,40 @@ describe('OpenAI-compatible /v1 API', () => {
     expect(audit.result).toBe('success');
   });
 
+  it('answers say where the time went: Server-Timing phases and the gateway overhead', async () => {
+    const { client } = await fundedTenant('timing');
+    const phasesOf = (header: string | null) =>
+      Object.fromEntries((header ?? '').split(', ').map((entry) => {
+        const [name, dur] = entry.split(';dur=');
+        return [name!, Number(dur)];
+      }));
+    // The simulator holds its answer 60 ms, so a phase measured in the wrong place shows.
+    const { response } = await client.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Time me. [[sim:first_token_ms=60]]' }], max_tokens: 8 })
+      .withResponse();
+    const phases = phasesOf(response.headers.get('server-timing'));
+    expect(Object.keys(phases)).toEqual(['pre', 'hold', 'upstream', 'hold_wait', 'total']);
+    for (const value of Object.values(phases)) expect(value).toBeGreaterThanOrEqual(0);
+    expect(phases.upstream).toBeGreaterThanOrEqual(60);
+    expect(phases.hold).toBeGreaterThan(0);
+    expect(phases.total).toBeGreaterThanOrEqual(phases.pre! + phases.upstream!);
+    const overhead = Number(response.headers.get('x-deepspace-overhead-ms'));
+    expect(Math.abs(overhead - (phases.total! - phases.upstream!))).toBeLessThan(0.02);
+    expect(overhead).toBeLessThan(phases.total! - 59);
+
+    // A stream's headers leave when the upstream's do: its phase is upstream_open.
+    const { data: stream, response: streamed } = await client.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Stream and time me.' }], max_tokens: 8, stream: true })
+      .withResponse();
+    for await (const chunk of stream) void chunk;
+    const streamPhases = phasesOf(streamed.headers.get('server-timing'));
+    expect(Object.keys(streamPhases)).toEqual(['pre', 'hold', 'upstream_open', 'hold_wait', 'total']);
+    // Streams hold first: the call waits for the whole hold.
+    expect(streamPhases.hold_wait).toBeGreaterThanOrEqual(streamPhases.hold!);
+    expect(streamPhases.total).toBeGreaterThanOrEqual(streamPhases.pre! + streamPhases.hold! + streamPhases.upstream_open!);
+    await settleAfterResponses();
+  });
+
   it('streams a completion through the SDK with include_usage, and bills it', async () => {
     const { tenant, client } = await fundedTenant('stream');
     const { data: stream, response } = await client.chat.completions

@@ -18,6 +18,44 @@ const HOLD_TTL_MARGIN_MS = 10_000;
 
 type ApiKeyActor = { type: 'api_key'; keyId: string; orgId: string; projectId: string };
 
+/**
+ * Where a call's time went, answered as `Server-Timing` (browsers' dev tools show it; the /v1
+ * bench reads it) and as `x-deepspace-overhead-ms`, the gateway's own share (total − upstream,
+ * what LiteLLM reports as x-litellm-overhead-duration-ms). Phases, in ms:
+ *   pre       arrival → the model call starts (auth, rate limit, policy, validation, pricing)
+ *   hold      the ledger hold's round trip
+ *   upstream  the model call, retries included (stream: until the upstream's response headers)
+ *   hold_wait how long the answer waited for the hold (the hold runs beside the call when the
+ *             wallet was seen rich, else before it)
+ *   total     arrival → the answer handed to HTTP (the capture commits after it)
+ */
+class CallTiming {
+  /** performance.now() at the request's arrival (the trace middleware's clock). */
+  private readonly arrivedAt: number;
+  preMs = 0;
+  holdMs = 0;
+  upstreamMs = 0;
+  holdWaitMs = 0;
+
+  constructor(ctx: RequestContext) {
+    const startedAt = ctx.res.locals.startedAt as bigint | undefined;
+    this.arrivedAt = startedAt === undefined ? performance.now() : performance.now() - Number(process.hrtime.bigint() - startedAt) / 1e6;
+  }
+
+  sinceArrival(at = performance.now()): number {
+    return at - this.arrivedAt;
+  }
+
+  headers(upstreamPhase: 'upstream' | 'upstream_open' = 'upstream'): Record<string, string> {
+    const total = this.sinceArrival();
+    const ms = (value: number) => Math.max(0, value).toFixed(2);
+    return {
+      'server-timing': `pre;dur=${ms(this.preMs)}, hold;dur=${ms(this.holdMs)}, ${upstreamPhase};dur=${ms(this.upstreamMs)}, hold_wait;dur=${ms(this.holdWaitMs)}, total;dur=${ms(total)}`,
+      'x-deepspace-overhead-ms': ms(total - this.upstreamMs),
+    };
+  }
+}
+
 function apiKeyOf(ctx: RequestContext): ApiKeyActor {
   const actor = ctx.actorOrThrow();
   if (actor.type !== 'api_key') throw new AppError('insufficient_scope', 'The OpenAI-compatible API takes a project API key (Authorization: Bearer ds_…)');
@@ -173,6 +211,7 @@ async function heldCall<T>(
   model: CatalogEntry,
   size: CallSize,
   requestedMax: number | undefined,
+  timing: CallTiming,
   call: (signal: AbortSignal) => Promise<T>,
 ): Promise<{ settlement: Settlement; result: T }> {
   const startedAt = performance.now();
@@ -181,11 +220,20 @@ async function heldCall<T>(
   const abort = new AbortController();
 
   if (!capped && ctx.services.walletHeadroom.allows(key.orgId, priced.estimate.amountMicros)) {
-    const upstream = call(abort.signal);
+    const callAt = performance.now();
+    timing.preMs = timing.sinceArrival(callAt);
+    let answeredAt = 0;
+    const upstream = call(abort.signal).then((result) => {
+      answeredAt = performance.now();
+      return result;
+    });
     upstream.catch(() => undefined); // awaited below, or abandoned with a refused hold
     let hold: Settlement['hold'];
     try {
       hold = await takeHold(ctx, key, model, priced);
+      const heldAt = performance.now();
+      timing.holdMs = heldAt - callAt;
+      if (answeredAt) timing.holdWaitMs = heldAt - answeredAt;
     } catch (error) {
       abort.abort();
       ctx.log.warn({ code: error instanceof AppError ? error.code : 'internal_error', org_id: key.orgId }, 'hold refused: the speculative upstream call was aborted');
@@ -193,7 +241,9 @@ async function heldCall<T>(
     }
     const settlement: Settlement = { hold, key, model, startedAt };
     try {
-      return { settlement, result: await upstream };
+      const result = await upstream;
+      timing.upstreamMs = answeredAt - callAt;
+      return { settlement, result };
     } catch (error) {
       const appError = upstreamAppError(error);
       await release(ctx, settlement, appError.code, ctx.log);
@@ -201,7 +251,10 @@ async function heldCall<T>(
     }
   }
 
+  const holdAt = performance.now();
+  timing.preMs = timing.sinceArrival(holdAt);
   const hold = await takeHold(ctx, key, model, priced);
+  timing.holdMs = performance.now() - holdAt;
   const settlement: Settlement = { hold, key, model, startedAt };
   if (capped) {
     // The estimate is known only now; re-check the cap with it and undo the hold when over.
@@ -212,8 +265,13 @@ async function heldCall<T>(
       throw error;
     }
   }
+  const callAt = performance.now();
+  // The call began only once the hold (and the cap's re-check) stood.
+  timing.holdWaitMs = callAt - holdAt;
   try {
-    return { settlement, result: await call(abort.signal) };
+    const result = await call(abort.signal);
+    timing.upstreamMs = performance.now() - callAt;
+    return { settlement, result };
   } catch (error) {
     const appError = upstreamAppError(error);
     await release(ctx, settlement, appError.code, ctx.log);
@@ -228,14 +286,15 @@ async function heldCall<T>(
  * graceful stop waits for those captures; a hard kill in that millisecond leaves the hold to its
  * expiry, which returns the money — the same outcome as a kill mid-call.
  */
-async function settledReply(ctx: RequestContext, body: unknown, settle: () => Promise<unknown>): Promise<Reply> {
+async function settledReply(ctx: RequestContext, body: unknown, timing: CallTiming, settle: () => Promise<unknown>): Promise<Reply> {
   if (ctx.deps.config.v1.settleBeforeResponse) {
     await settle();
-    return { body };
+    return { body, headers: timing.headers() };
   }
   ctx.auditedByDomain(); // the capture's statement writes this call's audit row
   return {
     body,
+    headers: timing.headers(),
     afterSend: async () => {
       // The capture is idempotent by key: a retry after a lost connection settles it once.
       for (let attempt = 1; ; attempt++) {
@@ -293,10 +352,11 @@ export function openAiRoutes(api: ApiRouter): void {
     const upstreamBody: Record<string, unknown> = { ...body, model: model.upstreamModel, max_tokens: maxTokens };
     delete upstreamBody.max_completion_tokens;
 
+    const timing = new CallTiming(ctx);
     if (!body.stream) {
       const lean = leanUpstream(ctx.deps.upstream);
       const request = { ...upstreamBody, stream: false };
-      const { settlement, result: completion } = await heldCall(ctx, key, model, { messages: body.messages, maxTokens }, requestedMax, (signal) =>
+      const { settlement, result: completion } = await heldCall(ctx, key, model, { messages: body.messages, maxTokens }, requestedMax, timing, (signal) =>
         withUpstreamRetry(
           () =>
             lean
@@ -309,11 +369,15 @@ export function openAiRoutes(api: ApiRouter): void {
       const usage = completion.usage;
       const promptTokens = usage?.prompt_tokens ?? settlement.hold.estimate?.promptTokens ?? 0;
       const completionTokens = usage?.completion_tokens ?? countTokens(completion.choices.map((c) => c.message?.content ?? '').join(''));
-      return settledReply(ctx, { ...completion, model: model.name }, () => capture(ctx, settlement, promptTokens, completionTokens));
+      return settledReply(ctx, { ...completion, model: model.name }, timing, () => capture(ctx, settlement, promptTokens, completionTokens));
     }
 
     const startedAt = performance.now();
-    const hold = await takeHold(ctx, key, model, await priceCall(ctx, model, { messages: body.messages, maxTokens }));
+    const priced = await priceCall(ctx, model, { messages: body.messages, maxTokens });
+    const holdAt = performance.now();
+    timing.preMs = timing.sinceArrival(holdAt);
+    const hold = await takeHold(ctx, key, model, priced);
+    timing.holdMs = performance.now() - holdAt;
     const settlement: Settlement = { hold, key, model, startedAt };
     if (ctx.policy?.monthlyBudgetMicros != null) {
       // The estimate is known only now; re-check the cap with it and undo the hold when over.
@@ -324,7 +388,8 @@ export function openAiRoutes(api: ApiRouter): void {
         throw error;
       }
     }
-    await streamCompletion(ctx, settlement, upstreamBody, Boolean(body.stream_options?.include_usage));
+    timing.holdWaitMs = performance.now() - holdAt;
+    await streamCompletion(ctx, settlement, upstreamBody, Boolean(body.stream_options?.include_usage), timing);
   });
 
   api.handle('createEmbeddings', async (ctx) => {
@@ -334,14 +399,15 @@ export function openAiRoutes(api: ApiRouter): void {
     await enforcePolicy(ctx, key.projectId, model.name, undefined);
     const inputs = Array.isArray(body.input) ? body.input : [body.input];
     const promptTokens = inputs.reduce((sum, text) => sum + countTokens(text), 0);
-    const { settlement, result } = await heldCall(ctx, key, model, { promptTokens, maxTokens: 0 }, undefined, (signal) =>
+    const timing = new CallTiming(ctx);
+    const { settlement, result } = await heldCall(ctx, key, model, { promptTokens, maxTokens: 0 }, undefined, timing, (signal) =>
       withUpstreamRetry(
         () => ctx.deps.upstream.embeddings.create({ ...body, model: model.upstreamModel } as OpenAI.Embeddings.EmbeddingCreateParams, { signal }),
         undefined,
         signal,
       ),
     );
-    return settledReply(ctx, { ...result, model: model.name }, () => capture(ctx, settlement, result.usage?.prompt_tokens ?? promptTokens, 0));
+    return settledReply(ctx, { ...result, model: model.name }, timing, () => capture(ctx, settlement, result.usage?.prompt_tokens ?? promptTokens, 0));
   });
 }
 
@@ -351,7 +417,7 @@ export function openAiRoutes(api: ApiRouter): void {
  * captured (the upstream generated them and bills for them; the caller received them); the rest
  * of the hold is released. An upstream failure before any content is released in full.
  */
-async function streamCompletion(ctx: RequestContext, s: Settlement, upstreamBody: Record<string, unknown>, wantsUsage: boolean): Promise<void> {
+async function streamCompletion(ctx: RequestContext, s: Settlement, upstreamBody: Record<string, unknown>, wantsUsage: boolean, timing: CallTiming): Promise<void> {
   const res: Response = ctx.res;
   const abort = new AbortController();
   let clientGone = false;
@@ -363,6 +429,7 @@ async function streamCompletion(ctx: RequestContext, s: Settlement, upstreamBody
   });
 
   let stream: AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>;
+  const callAt = performance.now();
   try {
     stream = await withUpstreamRetry(
       () =>
@@ -380,7 +447,9 @@ async function streamCompletion(ctx: RequestContext, s: Settlement, upstreamBody
     throw appError;
   }
 
+  timing.upstreamMs = performance.now() - callAt;
   res.status(200);
+  for (const [name, value] of Object.entries(timing.headers('upstream_open'))) res.setHeader(name, value);
   res.setHeader('content-type', 'text/event-stream; charset=utf-8');
   res.setHeader('cache-control', 'no-cache, no-transform');
   res.setHeader('x-accel-buffering', 'no');
