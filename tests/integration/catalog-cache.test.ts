@@ -69,7 +69,7 @@ describe('ModelCatalog cache', () => {
   it('past its TTL the stale copy answers at once while one shared reload runs; the reload brings the changes', async () => {
     const { pool: counted, statements } = countingPool();
     try {
-      const catalog = new ModelCatalog(counted, { ttlMs: 300 });
+      const catalog = new ModelCatalog(counted, { ttlMs: 1_000 });
       const first = await newModel(pool, { input: 1_000_000n, output: 1_000_000n });
       const before = await catalog.all();
       const firstPrice = await catalog.priceAt(first.modelId);
@@ -78,9 +78,9 @@ describe('ModelCatalog cache', () => {
       // Changes made after the load: a new model, and a newer price of the first one.
       const added = await newModel(pool, { input: 1_000_000n, output: 1_000_000n });
       const newerPriceId = await addPrice(pool, first.modelId, { input: 3_000_000n, output: 3_000_000n, effectiveFrom: new Date(Date.now() - 1_000) });
-      await sleep(350);
+      await sleep(1_100);
 
-      // Stale: every caller gets the copy it had, and only one reload of each cache starts.
+      // Stale (past the TTL, within twice it): every caller gets the copy it had, and only one reload of each cache starts.
       const stale = await Promise.all(Array.from({ length: 10 }, () => catalog.all()));
       const stalePrices = await Promise.all(Array.from({ length: 10 }, () => catalog.priceAt(first.modelId)));
       expect(stale.every((m) => m === before)).toBe(true);
@@ -89,7 +89,11 @@ describe('ModelCatalog cache', () => {
 
       const reloaded = await eventually(async () => ((await catalog.all()).has(added.name) ? catalog.all() : undefined));
       expect(reloaded.get(added.name)).toMatchObject({ id: added.modelId });
-      expect((await catalog.priceAt(first.modelId))?.id).toBe(newerPriceId);
+      const reloadedPrice = await eventually(async () => {
+        const price = await catalog.priceAt(first.modelId);
+        return price?.id === newerPriceId ? price : undefined;
+      });
+      expect(reloadedPrice.inputMicrosPerMillion).toBe(3_000_000n);
       expect(statements()).toBe(4);
     } finally {
       await counted.end();
