@@ -161,17 +161,7 @@ export class LeanUpstream {
             }
             return;
           }
-          // As the SDK builds it: the parsed error body (wrapped in { error } when bare), else the text.
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          const normalized = json && typeof json === 'object' && (json as { error?: unknown }).error == null ? { error: json } : json;
-          const headers = new Headers();
-          for (const [name, value] of Object.entries(res.headers)) if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
-          reject(OpenAI.APIError.generate(status, normalized as object | undefined, json === undefined ? text : undefined, headers));
+          reject(statusError(status, text, res.headers));
         });
       });
       const timer = setTimeout(() => fail(new OpenAI.APIConnectionTimeoutError()), this.timeoutMs);
@@ -180,5 +170,122 @@ export class LeanUpstream {
       req.on('error', (error) => fail(new OpenAI.APIConnectionError({ cause: error })));
       req.end(payload);
     });
+  }
+
+  /**
+   * POST `path` with a JSON body asking for a stream; resolves once a 2xx's headers arrive, with the
+   * `data:` events' JSON in order (until `[DONE]`). Instead of the SDK's fetch + web-streams stack:
+   * a reply streams a chunk every few ms, and a worker relays many replies at once. Failures before
+   * the headers are the SDK's classes, as postJson's (so withUpstreamRetry retries them); an error
+   * event is an APIError, a connection lost mid-stream an APIConnectionError, an abort an
+   * APIUserAbortError. Leaving the loop early closes the request.
+   */
+  streamJson<T>(path: string, body: unknown, signal?: AbortSignal): Promise<AsyncIterable<T>> {
+    const payload = Buffer.from(JSON.stringify(body));
+    let url = this.urls.get(path);
+    if (!url) this.urls.set(path, (url = new URL(path, this.base)));
+    return new Promise<AsyncIterable<T>>((resolve, reject) => {
+      if (signal?.aborted) return reject(new OpenAI.APIUserAbortError());
+      let answered = false;
+      const fail = (error: unknown) => {
+        clearTimeout(timer);
+        req.destroy();
+        if (!answered) {
+          answered = true;
+          signal?.removeEventListener('abort', onAbort);
+          reject(error);
+        }
+      };
+      const req = this.request(url, { method: 'POST', agent: this.agent, headers: { ...this.headers, accept: 'text/event-stream', 'content-length': String(payload.length) } }, (res) => {
+        clearTimeout(timer); // as the SDK: the timeout covers the wait for the response, not the stream
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status >= 300) {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('error', (error) => fail(new OpenAI.APIConnectionError({ cause: error })));
+          res.on('end', () => fail(statusError(status, Buffer.concat(chunks).toString('utf8'), res.headers)));
+          return;
+        }
+        answered = true;
+        resolve(sseEvents<T>(res, req, signal, onAbort));
+      });
+      const timer = setTimeout(() => fail(new OpenAI.APIConnectionTimeoutError()), this.timeoutMs);
+      const onAbort = () => fail(new OpenAI.APIUserAbortError());
+      signal?.addEventListener('abort', onAbort, { once: true });
+      req.on('error', (error) => fail(new OpenAI.APIConnectionError({ cause: error })));
+      req.end(payload);
+    });
+  }
+}
+
+/** The SDK's error for a non-2xx answer: the parsed error body (wrapped in { error } when bare), else the text. */
+function statusError(status: number, text: string, raw: http.IncomingHttpHeaders): InstanceType<typeof OpenAI.APIError> {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  const normalized = json && typeof json === 'object' && (json as { error?: unknown }).error == null ? { error: json } : json;
+  return OpenAI.APIError.generate(status, normalized as object | undefined, json === undefined ? text : undefined, headersOf(raw));
+}
+
+function headersOf(raw: http.IncomingHttpHeaders): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(raw)) if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+  return headers;
+}
+
+/** The JSON of each `data:` event of an SSE body, until `[DONE]` or its end. */
+async function* sseEvents<T>(res: http.IncomingMessage, req: http.ClientRequest, signal: AbortSignal | undefined, onAbort: () => void): AsyncGenerator<T> {
+  res.setEncoding('utf8');
+  let pending = '';
+  let finished = false;
+  /** Yields the complete events buffered in `pending`; returns true at `[DONE]`. */
+  function* complete(): Generator<T, boolean> {
+    let boundary: number;
+    while ((boundary = pending.indexOf('\n\n')) !== -1) {
+      const event = pending.slice(0, boundary);
+      pending = pending.slice(boundary + 2);
+      let data: string | undefined;
+      let name: string | undefined;
+      for (const line of event.split('\n')) {
+        if (line.startsWith('data:')) {
+          const value = line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5);
+          data = data === undefined ? value : `${data}\n${value}`;
+        } else if (line.startsWith('event:')) name = line.slice(6).trim();
+      }
+      if (data === undefined) continue;
+      if (data === '[DONE]') return true;
+      const parsed = JSON.parse(data) as T & { error?: unknown };
+      // As the SDK: an event carrying `error` (or named `error`) fails the stream.
+      if (name === 'error' || (parsed && typeof parsed === 'object' && parsed.error)) {
+        throw new OpenAI.APIError(undefined, (parsed as { error?: object }).error ?? parsed, undefined, headersOf(res.headers));
+      }
+      yield parsed;
+    }
+    return false;
+  }
+  try {
+    let done = false;
+    for await (const text of res as AsyncIterable<string>) {
+      if (done) continue; // read to the end after [DONE], so the keep-alive socket is reused
+      pending += text.includes('\r') ? text.replace(/\r\n?/g, '\n') : text;
+      done = yield* complete();
+    }
+    // A last event the upstream did not close with a blank line still counts.
+    if (!done && pending) {
+      pending += '\n\n';
+      yield* complete();
+    }
+    finished = true;
+  } catch (error) {
+    if (signal?.aborted) throw new OpenAI.APIUserAbortError();
+    if (error instanceof OpenAI.APIError || error instanceof SyntaxError) throw error;
+    throw new OpenAI.APIConnectionError({ cause: error as Error });
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    // Left early (or failed): close the request so the upstream stops generating.
+    if (!finished) req.destroy();
   }
 }

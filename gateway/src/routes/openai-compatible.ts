@@ -431,12 +431,13 @@ async function streamCompletion(ctx: RequestContext, s: Settlement, upstreamBody
   let stream: AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>;
   const callAt = performance.now();
   try {
+    const request = { ...upstreamBody, stream: true, stream_options: { include_usage: true } };
+    const lean = leanUpstream(ctx.deps.upstream);
     stream = await withUpstreamRetry(
       () =>
-        ctx.deps.upstream.chat.completions.create(
-          { ...upstreamBody, stream: true, stream_options: { include_usage: true } } as never,
-          { signal: abort.signal },
-        ) as unknown as Promise<AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>>,
+        lean
+          ? lean.streamJson<OpenAI.Chat.Completions.ChatCompletionChunk>('chat/completions', request, abort.signal)
+          : (ctx.deps.upstream.chat.completions.create(request as never, { signal: abort.signal }) as unknown as Promise<AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>>),
       undefined,
       abort.signal,
     );

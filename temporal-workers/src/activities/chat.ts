@@ -14,7 +14,7 @@ import {
   type ChatRunInput,
   type Prisma,
 } from '@deepspace/core';
-import { classifyUpstreamError } from '@deepspace/core/ai/upstream';
+import { classifyUpstreamError, leanUpstream, type OpenAI } from '@deepspace/core/ai/upstream';
 import { formatSourcesForPrompt, retrieveChunks, type Citation } from '@deepspace/core/knowledge/retrieve';
 import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
 import { estimateHoldMicros } from '@deepspace/core/billing/pricing';
@@ -315,17 +315,20 @@ export function createChatActivities(deps: ActivityDeps) {
       let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
       let finishReason: string | null = null;
       try {
-        const stream = await deps.upstream.chat.completions.create(
-          {
-            model: input.upstreamModel,
-            messages: input.messages as never,
-            max_tokens: input.maxTokens,
-            ...(input.temperature != null ? { temperature: input.temperature } : {}),
-            stream: true,
-            stream_options: { include_usage: true },
-          },
-          { signal },
-        );
+        const request = {
+          model: input.upstreamModel,
+          messages: input.messages as never,
+          max_tokens: input.maxTokens,
+          ...(input.temperature != null ? { temperature: input.temperature } : {}),
+          stream: true as const,
+          stream_options: { include_usage: true },
+        };
+        // The lean client parses the SSE itself (the SDK's fetch and web streams cost more CPU per
+        // chunk, and a worker relays many replies at once); the SDK when the client can't be mirrored.
+        const lean = leanUpstream(deps.upstream);
+        const stream: AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk> = lean
+          ? await lean.streamJson<OpenAI.Chat.Completions.ChatCompletionChunk>('chat/completions', request, signal)
+          : await deps.upstream.chat.completions.create(request, { signal });
         for await (const chunk of stream) {
           if (chunk.usage) usage = chunk.usage;
           const choice = chunk.choices?.[0];
