@@ -47,7 +47,7 @@ async function shutdown(signal: string) {
   server.closeAllConnections();
   await settleHealthChecks();
   await settleAfterResponses();
-  await Promise.allSettled([prisma.$disconnect(), pool.end(), redis.quit(), connection.close()]);
+  await Promise.allSettled([prisma.$disconnect(), ledger.end().then(() => pool.end()), redis.quit(), connection.close()]);
   clearTimeout(force);
   process.exit(0);
 }

@@ -3,6 +3,7 @@
 import { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import { createLogger, createPgPool, createPrisma, loadConfigOrExit, warmTokenizer } from '@deepspace/core';
+import { closeLedgerConnections } from '@deepspace/core/billing/index';
 import { ensureSchedules } from './schedules.ts';
 import { connectToTemporal, createWorker } from './worker.ts';
 
@@ -36,6 +37,7 @@ try {
   await worker.run();
 } finally {
   await prisma.$disconnect();
+  await closeLedgerConnections(pool);
   await pool.end();
   await connection.close();
   logger.info('worker stopped');

@@ -196,6 +196,8 @@ interface PhaseResult {
   servicesCpuMsPerRequest: { postgresql: number; redis: number };
   /** p50 of each phase of the answers' Server-Timing header (our gateway only: where its added time goes). */
   serverTimingP50: Record<string, number> | null;
+  /** p99 of each phase: whether a tail is the gateway's own (total) or before it (queued to be read). */
+  serverTimingP99: Record<string, number> | null;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -384,6 +386,9 @@ async function openLoop(targets: Target[], rate: number, seconds: number): Promi
       serverTimingP50: s.serverTimings.size
         ? Object.fromEntries([...s.serverTimings].map(([name, values]) => [name, percentile(values.sort((a, b) => a - b), 50)]))
         : null,
+      serverTimingP99: s.serverTimings.size
+        ? Object.fromEntries([...s.serverTimings].map(([name, values]) => [name, percentile(values.sort((a, b) => a - b), 99)]))
+        : null,
     };
   }
   return results;
@@ -444,6 +449,7 @@ function summary(p: PhaseResult) {
     // Our gateway's own account of each answer (Server-Timing): pre = arrival → model call starts,
     // hold = the ledger hold's round trip (beside the call), hold_wait = how long the answer waited for it.
     ...(p.serverTimingP50 ? { server_timing_p50_ms: Object.fromEntries(Object.entries(p.serverTimingP50).map(([k, v]) => [k, round(v, 3)])) } : {}),
+    ...(p.serverTimingP99 ? { server_timing_p99_ms: Object.fromEntries(Object.entries(p.serverTimingP99).map(([k, v]) => [k, round(v, 3)])) } : {}),
   };
 }
 

@@ -6,6 +6,9 @@ import { Tiktoken } from 'js-tiktoken/lite';
 import o200k_base from 'js-tiktoken/ranks/o200k_base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countTokens, Ledger, reconcile, type PgPool, type SettlementAudit } from '@deepspace/core';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { RELAXED_APPLICATION_SUFFIX } from '@deepspace/core/billing/index';
 import { RateLimiter } from '../../gateway/src/services/rate-limit.ts';
 import { testRedis } from '../support/stack.ts';
 import { countRows, expectAppError, fundedWallet, key, newModel, testPool, trace } from './billing-fixtures.ts';
@@ -128,6 +131,40 @@ describe('group commit', () => {
       await expectAppError(new Ledger(other).hold({ orgId: wallet.orgId, amountMicros: 600n, idempotencyKey: key('too-much') }), 'insufficient_funds');
     } finally {
       await other.end();
+    }
+  });
+
+  it('a lone visible-only hold is one autocommit statement on the relaxed connections; durable writes never go there; end() closes them', async () => {
+    const name = `hot-path-${randomUUID().slice(0, 8)}`;
+    const own = new pg.Pool({ connectionString: process.env.DATABASE_URL!, max: 4, application_name: name });
+    const ownLedger = new Ledger(own);
+    const relaxedBackends = () =>
+      pool.query<{ query: string; state: string }>(
+        `SELECT query, state FROM pg_stat_activity WHERE application_name = $1`,
+        [name + RELAXED_APPLICATION_SUFFIX],
+      ).then((r) => r.rows);
+    try {
+      const wallet = await fundedWallet(ownLedger, 'relaxed-hold', 10_000n);
+      const t = trace();
+      const held = await ownLedger.hold({ orgId: wallet.orgId, amountMicros: 1_000n, idempotencyKey: key('relaxed'), traceId: t, durable: false });
+      expect(held.hold.status).toBe('active');
+      let mine = await relaxedBackends();
+      // Its last statement is the hold itself, and no transaction is left open (no BEGIN around it).
+      expect(mine).toHaveLength(1);
+      expect(mine[0]).toMatchObject({ state: 'idle' });
+      expect(mine[0]!.query).toMatch(/INSERT INTO holds/);
+      // A durable capture takes the normal path: the relaxed connection's last statement is still the hold.
+      await ownLedger.capture({ holdId: held.hold.id, idempotencyKey: key('relaxed-cap'), usage: { promptTokens: 1, completionTokens: 1, traceId: t, modelName: 'm', upstreamModel: 'm' }, costMicros: 400n, known: { amountMicros: 1_000n } });
+      mine = await relaxedBackends();
+      expect(mine).toHaveLength(1);
+      expect(mine[0]!.query).toMatch(/INSERT INTO holds/);
+      expect(await ownLedger.getWallet(wallet.orgId)).toMatchObject({ balanceMicros: 9_600n, frozenMicros: 0n });
+      await ownLedger.end();
+      for (let i = 0; i < 50 && (await relaxedBackends()).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await relaxedBackends()).toEqual([]);
+    } finally {
+      await ownLedger.end();
+      await own.end();
     }
   });
 

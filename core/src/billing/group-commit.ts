@@ -31,7 +31,7 @@
 // failure (a duplicate idempotency key, a deadlock) stays that write's alone. If the COMMIT (or a
 // barrier) gets no answer, the outcome is unknown and the writes waiting on it are rejected; each
 // is idempotent on its key, so safe to retry.
-import type pg from 'pg';
+import pg from 'pg';
 
 interface PendingWrite {
   sql: string;
@@ -121,6 +121,13 @@ export class GroupCommitter {
       await this.run(this.pool, only).then(only.resolve, only.reject);
       return;
     }
+    const relaxedPool = batch.length === 1 ? this.relaxed() : null;
+    if (relaxedPool) {
+      // A lone visible-only write: autocommit in a session that does not wait for the flush.
+      const [only] = batch as [PendingWrite];
+      await this.run(relaxedPool, only).then(only.resolve, only.reject);
+      return;
+    }
     let client: PipelinableClient;
     let relaxed: boolean;
     try {
@@ -199,7 +206,12 @@ export class GroupCommitter {
     });
   }
 
-  /** Whether the barrier can be used here: tried once (it costs one flush), before any batch relies on it. */
+  /** The pool for lone visible-only writes (see relaxedPoolFor). */
+  private relaxed(): pg.Pool | null {
+    return process.env.LEDGER_RELAXED_AUTOCOMMIT === '0' ? null : relaxedPoolFor(this.pool);
+  }
+
+  /** Whether the barrier can be used here  /** Whether the barrier can be used here: tried once (it costs one flush), before any batch relies on it. */
   private async barrierUsable(): Promise<boolean> {
     if (this.barrier === 'unknown') {
       this.barrier = await this.pool.query(BARRIER_SQL).then(
@@ -209,6 +221,38 @@ export class GroupCommitter {
     }
     return this.barrier === 'works';
   }
+}
+
+/** How the relaxed connections name themselves to the server (pg_stat_activity): the ledger pool's name and this. */
+export const RELAXED_APPLICATION_SUFFIX = ':ledger-relaxed';
+
+// One relaxed pool per ledger pool, shared by every ledger (and committer) on it.
+const relaxedPools = new WeakMap<pg.Pool, pg.Pool>();
+
+/**
+ * The ledger pool's settings, at most 4 connections, sessions set to `synchronous_commit = off`.
+ * None when the ledger runs on something other than a pg.Pool (a wrapper in tests): lone
+ * visible-only writes then take the batch path.
+ */
+function relaxedPoolFor(pool: pg.Pool): pg.Pool | null {
+  if (!(pool instanceof pg.Pool)) return null;
+  let relaxed = relaxedPools.get(pool);
+  if (!relaxed) {
+    const base = (pool as pg.Pool & { options: pg.PoolConfig }).options;
+    const options = [base.options, '-c synchronous_commit=off'].filter(Boolean).join(' ');
+    // allowExitOnIdle: its idle connections never keep alive a process that ended its own pool.
+    relaxed = new pg.Pool({ ...base, max: Math.min(base.max ?? 10, 4), options, application_name: `${base.application_name ?? 'deepspace'}${RELAXED_APPLICATION_SUFFIX}`, allowExitOnIdle: true });
+    relaxed.on('error', () => {}); // an idle connection the server ended is dropped
+    relaxedPools.set(pool, relaxed);
+  }
+  return relaxed;
+}
+
+/** Closes the connections the ledger opened beside `pool` (call before ending `pool`; a later write opens new ones). */
+export async function closeLedgerConnections(pool: pg.Pool): Promise<void> {
+  const relaxed = relaxedPools.get(pool);
+  relaxedPools.delete(pool);
+  await relaxed?.end();
 }
 
 /** An error the server answered with (the connection is fine), as opposed to a lost connection. */

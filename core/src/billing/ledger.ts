@@ -28,7 +28,7 @@
 //   times with jittered backoff; nothing is half-applied because each attempt is one transaction.
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { GroupCommitter, type WriteOptions } from './group-commit.ts';
+import { closeLedgerConnections, GroupCommitter, type WriteOptions } from './group-commit.ts';
 import { AppError, notFound } from '../errors.ts';
 import type { Micros } from '../money.ts';
 import { newTraceId } from '../trace.ts';
@@ -654,6 +654,11 @@ export class Ledger {
   constructor(pool: pg.Pool, options: { maxBatch?: number } = {}) {
     this.pool = pool;
     this.writes = new GroupCommitter(pool, options);
+  }
+
+  /** Closes the connections the ledger opened beside its pool (the pool belongs to the caller). */
+  end(): Promise<void> {
+    return closeLedgerConnections(this.pool);
   }
 
   // ── wallets ──
