@@ -1,7 +1,7 @@
 // Gateway process: parse config, connect dependencies (Temporal lazily, so the gateway answers
 // /healthz and reports /readyz even while Temporal is still starting), serve, stop cleanly.
 import { Client, Connection } from '@temporalio/client';
-import { createLogger, createPgPool, createPrisma, createRedis, loadConfigOrExit, warmTokenizer } from '@deepspace/core';
+import { createLogger, createPgPool, createPrisma, createRedis, loadConfigOrExit, warmPool, warmTokenizer } from '@deepspace/core';
 import { Ledger } from '@deepspace/core/billing/index';
 import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
 import { createUpstreamClient } from '@deepspace/core/ai/upstream';
@@ -11,8 +11,10 @@ import { settleAfterResponses } from './services/settlements.ts';
 
 const config = loadConfigOrExit();
 const logger = createLogger('gateway', config.logLevel);
-const prisma = createPrisma(config.databaseUrl);
-const pool = createPgPool(config.databaseUrl, 20);
+const prisma = createPrisma(config.databaseUrl, { keepConnections: true });
+const pool = createPgPool(config.databaseUrl, 20, { keepConnections: true });
+// The ledger's connections open before the first call needs one (see createPgPool).
+void warmPool(pool);
 const ledger = new Ledger(pool);
 const catalog = new ModelCatalog(pool);
 const upstream = createUpstreamClient(config);

@@ -227,7 +227,7 @@ const suite: BenchSuite = {
     try {
       // One task queue named here, shared by the gateway and the worker (in its own process or not).
       const upstreamEnv = { NEWAPI_BASE_URL: sim.url, NEWAPI_API_KEY: SIM_KEY, TEMPORAL_TASK_QUEUE: `bench-chat-${process.pid}-${Date.now()}` };
-      gateway = await startTestGateway({ ...upstreamEnv, RATE_LIMIT_API_KEY_PER_MINUTE: '100000000', RATE_LIMIT_PROJECT_PER_MINUTE: '100000000' });
+      gateway = await startTestGateway({ ...upstreamEnv, RATE_LIMIT_API_KEY_PER_MINUTE: '100000000', RATE_LIMIT_PROJECT_PER_MINUTE: '100000000' }, { keepConnections: true });
       // The worker in its own process as deployed; BENCH_CHAT_WORKER=inline shares this one.
       if (INLINE_WORKER) worker = await startTestWorker(upstreamEnv);
       // BENCH_CPU_PROF_DIR=dir writes a CPU profile of the worker process there (for investigations).

@@ -13,7 +13,7 @@ const CONCURRENCY = 20;
 const suite: BenchSuite = {
   name: 'gateway pipeline overhead',
   async run() {
-    const gateway = await startTestGateway({ RATE_LIMIT_API_KEY_PER_MINUTE: '100000000', RATE_LIMIT_PROJECT_PER_MINUTE: '100000000' });
+    const gateway = await startTestGateway({ RATE_LIMIT_API_KEY_PER_MINUTE: '100000000', RATE_LIMIT_PROJECT_PER_MINUTE: '100000000' }, { keepConnections: true });
     const bare = express();
     bare.get('/noop', (_req, res) => {
       res.json({ type: 'api_key', ok: true });

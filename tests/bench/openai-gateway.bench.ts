@@ -627,7 +627,8 @@ export default suite;
 // Child mode: serve our gateway (startTestGateway) in this process until SIGTERM.
 if (import.meta.main && process.argv.includes('--serve-gateway')) {
   const overrides = JSON.parse(process.env.BENCH_GATEWAY_OVERRIDES ?? '{}') as NodeJS.ProcessEnv;
-  const gateway = await startTestGateway(overrides);
+  // Its pools as the deployed gateway makes them (gateway/src/main.ts).
+  const gateway = await startTestGateway(overrides, { keepConnections: true });
   process.stdout.write(`BENCH_GATEWAY_URL=${gateway.url}\n`);
   const stop = () => {
     gateway.close().then(

@@ -5,7 +5,7 @@
 import { Tiktoken } from 'js-tiktoken/lite';
 import o200k_base from 'js-tiktoken/ranks/o200k_base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { countTokens, Ledger, reconcile, type PgPool, type SettlementAudit } from '@deepspace/core';
+import { countTokens, createPgPool, Ledger, reconcile, warmPool, type PgPool, type SettlementAudit } from '@deepspace/core';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { RELAXED_APPLICATION_SUFFIX } from '@deepspace/core/billing/index';
@@ -165,6 +165,35 @@ describe('group commit', () => {
     } finally {
       await ownLedger.end();
       await own.end();
+    }
+  });
+
+  it('service pools keep their connections, opened up front; so does the ledger’s relaxed pool beside one', async () => {
+    const service = createPgPool(process.env.DATABASE_URL!, 3, { keepConnections: true });
+    const plain = createPgPool(process.env.DATABASE_URL!, 3);
+    try {
+      expect(await warmPool(service)).toBe(3);
+      expect({ total: service.totalCount, idle: service.idleCount }).toEqual({ total: 3, idle: 3 });
+      // No idle timeout: pg closes an idle connection only when this is non-zero.
+      expect((service as PgPool & { options: { idleTimeoutMillis: number } }).options.idleTimeoutMillis).toBe(0);
+      expect((plain as PgPool & { options: { idleTimeoutMillis: number } }).options.idleTimeoutMillis).toBe(10_000);
+    } finally {
+      await service.end();
+      await plain.end();
+    }
+
+    const name = `hot-path-keep-${randomUUID().slice(0, 8)}`;
+    const kept = new pg.Pool({ connectionString: process.env.DATABASE_URL!, max: 8, application_name: name, idleTimeoutMillis: 0 });
+    const keptLedger = new Ledger(kept);
+    try {
+      const wallet = await fundedWallet(keptLedger, 'relaxed-keep', 10_000n);
+      await keptLedger.hold({ orgId: wallet.orgId, amountMicros: 1_000n, idempotencyKey: key('relaxed-keep'), durable: false });
+      const count = async () => (await pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1`, [name + RELAXED_APPLICATION_SUFFIX])).rows[0].n as number;
+      for (let i = 0; i < 50 && (await count()) < 4; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await count()).toBe(4);
+    } finally {
+      await keptLedger.end();
+      await kept.end();
     }
   });
 

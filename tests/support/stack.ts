@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
-import { createLogger, createPgPool, createPrisma, createRedis, loadConfig, type AppConfig, type PgPool, type PrismaClient, type Redis } from '@deepspace/core';
+import { createLogger, createPgPool, createPrisma, createRedis, loadConfig, warmPool, type AppConfig, type PgPool, type PrismaClient, type Redis } from '@deepspace/core';
 import { Ledger } from '@deepspace/core/billing/index';
 import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
 import { createUpstreamClient } from '@deepspace/core/ai/upstream';
@@ -28,16 +28,22 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-export async function startTestGateway(overrides: NodeJS.ProcessEnv = {}): Promise<TestGateway> {
+/**
+ * `keepConnections`: the database pools as gateway/src/main.ts makes them (connections kept and
+ * opened before the first request); benches use it. Tests keep the default (connections given back
+ * when idle), since many test gateways run side by side.
+ */
+export async function startTestGateway(overrides: NodeJS.ProcessEnv = {}, options: { keepConnections?: boolean } = {}): Promise<TestGateway> {
   const config = testConfig(overrides);
   const logger = createLogger('gateway-test', config.logLevel);
-  const prisma = createPrisma(config.databaseUrl, { max: 5 });
+  const prisma = createPrisma(config.databaseUrl, { max: 5, keepConnections: options.keepConnections });
   const redis = createRedis(config.redis.url, config.redis.keyPrefix);
   // A slow connect under load is retried by ioredis; say so instead of an unhandled 'error' event.
   redis.on('error', (error) => logger.warn({ err: error.message }, 'redis error'));
   const connection = Connection.lazy({ address: config.temporal.address });
   const client = new Client({ connection, namespace: config.temporal.namespace });
-  const pool = createPgPool(config.databaseUrl, 10);
+  const pool = createPgPool(config.databaseUrl, 10, { keepConnections: options.keepConnections });
+  if (options.keepConnections) await warmPool(pool);
   const deps: GatewayDeps = {
     config,
     logger,

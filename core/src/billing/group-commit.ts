@@ -32,6 +32,7 @@
 // barrier) gets no answer, the outcome is unknown and the writes waiting on it are rejected; each
 // is idempotent on its key, so safe to retry.
 import pg from 'pg';
+import { warmPool } from '../db/client.ts';
 
 interface PendingWrite {
   sql: string;
@@ -241,8 +242,11 @@ function relaxedPoolFor(pool: pg.Pool): pg.Pool | null {
     const base = (pool as pg.Pool & { options: pg.PoolConfig }).options;
     const options = [base.options, '-c synchronous_commit=off'].filter(Boolean).join(' ');
     // allowExitOnIdle: its idle connections never keep alive a process that ended its own pool.
-    relaxed = new pg.Pool({ ...base, max: Math.min(base.max ?? 10, 4), options, application_name: `${base.application_name ?? 'deepspace'}${RELAXED_APPLICATION_SUFFIX}`, allowExitOnIdle: true });
+    const max = Math.min(base.max ?? 10, 4);
+    relaxed = new pg.Pool({ ...base, max, options, application_name: `${base.application_name ?? 'deepspace'}${RELAXED_APPLICATION_SUFFIX}`, allowExitOnIdle: true });
     relaxed.on('error', () => {}); // an idle connection the server ended is dropped
+    // A service pool keeps its connections (createPgPool's keepConnections): so does this one, opened at once.
+    if (base.idleTimeoutMillis === 0) void warmPool(relaxed, max);
     relaxedPools.set(pool, relaxed);
   }
   return relaxed;
