@@ -11,9 +11,9 @@ import { settleAfterResponses } from './services/settlements.ts';
 
 const config = loadConfigOrExit();
 const logger = createLogger('gateway', config.logLevel);
-const prisma = createPrisma(config.databaseUrl, { keepConnections: true });
+const prisma = createPrisma(config.databaseUrl);
 const pool = createPgPool(config.databaseUrl, 20, { keepConnections: true });
-// The ledger's connections open before the first call needs one (see createPgPool).
+// The ledger's connections open before the first model call needs one (see createPgPool).
 void warmPool(pool);
 const ledger = new Ledger(pool);
 const catalog = new ModelCatalog(pool);

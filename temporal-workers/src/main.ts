@@ -2,7 +2,7 @@
 // it), logs its task queue, and drains in-flight tasks on SIGINT/SIGTERM (the SDK's default).
 import { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
-import { createLogger, createPgPool, createPrisma, loadConfigOrExit, warmPool, warmTokenizer } from '@deepspace/core';
+import { createLogger, createPgPool, createPrisma, loadConfigOrExit, warmTokenizer } from '@deepspace/core';
 import { closeLedgerConnections } from '@deepspace/core/billing/index';
 import { ensureSchedules } from './schedules.ts';
 import { connectToTemporal, createWorker } from './worker.ts';
@@ -22,9 +22,8 @@ try {
   logger.fatal({ address: config.temporal.address, err: (error as Error).message }, 'Temporal is unreachable; worker exits');
   process.exit(1);
 }
-const prisma = createPrisma(config.databaseUrl, { keepConnections: true });
+const prisma = createPrisma(config.databaseUrl);
 const pool = createPgPool(config.databaseUrl, 10, { keepConnections: true });
-void warmPool(pool);
 warmTokenizer();
 const worker = await createWorker({ config, connection, prisma, pool, logger });
 // The schedules this worker's workflows serve (billing-expire-holds), created or updated.

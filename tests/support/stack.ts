@@ -29,14 +29,14 @@ export interface TestGateway {
 }
 
 /**
- * `keepConnections`: the database pools as gateway/src/main.ts makes them (connections kept and
- * opened before the first request); benches use it. Tests keep the default (connections given back
+ * `keepConnections`: the ledger's pool as gateway/src/main.ts makes it (connections kept, opened
+ * before the first request); benches use it. Tests keep the default (connections given back
  * when idle), since many test gateways run side by side.
  */
 export async function startTestGateway(overrides: NodeJS.ProcessEnv = {}, options: { keepConnections?: boolean } = {}): Promise<TestGateway> {
   const config = testConfig(overrides);
   const logger = createLogger('gateway-test', config.logLevel);
-  const prisma = createPrisma(config.databaseUrl, { max: 5, keepConnections: options.keepConnections });
+  const prisma = createPrisma(config.databaseUrl, { max: 5 });
   const redis = createRedis(config.redis.url, config.redis.keyPrefix);
   // A slow connect under load is retried by ioredis; say so instead of an unhandled 'error' event.
   redis.on('error', (error) => logger.warn({ err: error.message }, 'redis error'));

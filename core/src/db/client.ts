@@ -8,9 +8,8 @@ export { PrismaClient };
 export { Prisma } from '../generated/prisma/client.ts';
 export type * as Models from '../generated/prisma/client.ts';
 
-export function createPrisma(databaseUrl: string, options: { max?: number; keepConnections?: boolean } = {}): PrismaClient {
-  // keepConnections: as createPgPool's (below).
-  const adapter = new PrismaPg({ connectionString: databaseUrl, max: options.max ?? 10, ...(options.keepConnections ? { idleTimeoutMillis: 0 } : {}) });
+export function createPrisma(databaseUrl: string, options: { max?: number } = {}): PrismaClient {
+  const adapter = new PrismaPg({ connectionString: databaseUrl, max: options.max ?? 10 });
   return new PrismaClient({ adapter });
 }
 
@@ -18,9 +17,8 @@ export function createPrisma(databaseUrl: string, options: { max?: number; keepC
  * `keepConnections` (services: the gateway, the worker): connections are kept once opened (no idle
  * timeout). Opening one costs PostgreSQL a backend start, measured at 25–100 ms on a busy 2-core
  * host, and with pg's default 10 s idle timeout every burst above the last one reopened them on
- * the requests' path: the `/v1` hold's p99 at 200 req/s was 12–54 ms with it, 8–16 ms without
- * (three alternating pairs). `warmPool` opens them before the first request. Tests keep the
- * default, so their many short-lived pools give connections back.
+ * the requests' path (the ledger's hold among them). Tests keep the default, so their many
+ * short-lived pools give connections back.
  */
 export function createPgPool(databaseUrl: string, max = 10, options: { keepConnections?: boolean } = {}): pg.Pool {
   const pool = new pg.Pool({ connectionString: databaseUrl, max, ...(options.keepConnections ? { idleTimeoutMillis: 0 } : {}) });
