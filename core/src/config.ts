@@ -38,6 +38,9 @@ const envSchema = z
     TEMPORAL_TASK_QUEUE: z.string().min(1).default('deepspace'),
     // Chat replies stream inside a local activity whose workflow task is heartbeated at 80% of this.
     TEMPORAL_CHAT_TASK_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(60_000).default(2_000),
+    // Workflow code on the SDK's sandbox thread (its default) or on the worker's main thread (ours:
+    // one thread hop less per workflow task). The 5 s deadlock guard applies either way.
+    TEMPORAL_WORKFLOW_THREAD: bool.default(false),
 
     NEWAPI_BASE_URL: optionalUrl,
     NEWAPI_API_KEY: z.string().optional(),
@@ -113,6 +116,7 @@ function toConfig(env: z.infer<typeof envSchema>) {
       namespace: env.TEMPORAL_NAMESPACE,
       taskQueue: env.TEMPORAL_TASK_QUEUE,
       chatWorkflowTaskTimeoutMs: env.TEMPORAL_CHAT_TASK_TIMEOUT_MS,
+      workflowThread: env.TEMPORAL_WORKFLOW_THREAD,
     },
     upstream: {
       baseUrl: env.NEWAPI_BASE_URL,

@@ -43,8 +43,24 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
       upstream: options.upstream ?? createUpstreamClient(options.config),
       knowledge: options.knowledge ?? createKnowledgeRuntime(options.config),
     }),
+    ...workflowSandboxOptions(options.config),
     ...options.overrides,
   });
+}
+
+/** The SDK's deadlock guard: a workflow task whose code runs longer than this fails (and is retried). */
+export const WORKFLOW_DEADLOCK_TIMEOUT = '5s';
+
+/**
+ * Where workflow code runs. The SDK's default is a sandbox thread: every activation then crosses
+ * threads twice, which measured ~3 ms per chat run's first workflow task here. `debugMode` runs the
+ * same reused V8 sandbox on the worker's main thread; it only lifts the deadlock guard through its
+ * default, so the guard is set explicitly (vm.runInContext's timeout interrupts a stuck workflow on
+ * either thread). `isolateExecutionTimeout` is read by the SDK but not in its public WorkerOptions
+ * type; tests/integration/worker.test.ts fails if an SDK upgrade stops honouring it.
+ */
+export function workflowSandboxOptions(config: AppConfig): { debugMode: boolean; isolateExecutionTimeout: string } {
+  return { debugMode: !config.temporal.workflowThread, isolateExecutionTimeout: WORKFLOW_DEADLOCK_TIMEOUT };
 }
 
 function eventRedis(options: CreateWorkerOptions): Redis {

@@ -10,6 +10,8 @@ describe('configuration', () => {
     expect(config.storage.driver).toBe('local');
     expect(config.upstream.baseUrl).toBeUndefined();
     expect(config.temporal.chatWorkflowTaskTimeoutMs).toBe(2_000);
+    expect(config.temporal.workflowThread).toBe(false);
+    expect(loadConfig({ TEMPORAL_WORKFLOW_THREAD: 'true' }).temporal.workflowThread).toBe(true);
     expect(loadConfig({ TEMPORAL_CHAT_TASK_TIMEOUT_MS: '5000' }).temporal.chatWorkflowTaskTimeoutMs).toBe(5_000);
     expect(config.v1).toEqual({ speculativeHeadroom: 20, settleBeforeResponse: false });
     expect(loadConfig({ V1_SPECULATIVE_HEADROOM: '0', V1_SETTLE_BEFORE_RESPONSE: 'true' }).v1).toEqual({ speculativeHeadroom: 0, settleBeforeResponse: true });

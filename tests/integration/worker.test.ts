@@ -2,8 +2,11 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '@deepspace/core';
 import { ROOT } from '../../scripts/lib/paths.ts';
 import { freePort } from '../../scripts/lib/services.ts';
+import { startTestWorker } from '../support/stack.ts';
+import { workflowSandboxOptions } from '../../temporal-workers/src/worker.ts';
 
 function runWorker(env: NodeJS.ProcessEnv) {
   const child = spawn(process.execPath, [path.join(ROOT, 'temporal-workers/src/main.ts')], {
@@ -60,6 +63,34 @@ describe('worker process', () => {
       expect(worker.output()).toContain('worker stopped');
     } finally {
       worker.child.kill('SIGKILL');
+    }
+  });
+
+  it('runs workflow code on its main thread by default, with the deadlock guard kept: a workflow stuck in a loop fails its task, the worker keeps serving', async () => {
+    expect(workflowSandboxOptions(loadConfig({}))).toEqual({ debugMode: true, isolateExecutionTimeout: '5s' });
+    expect(workflowSandboxOptions(loadConfig({ TEMPORAL_WORKFLOW_THREAD: 'true' }))).toEqual({ debugMode: false, isolateExecutionTimeout: '5s' });
+
+    const stack = await startTestWorker({}, { workflowsPath: path.join(ROOT, 'tests/integration/fixtures/stuck-workflows.ts') });
+    try {
+      // debugMode alone would lift the guard (its default timeout is 2^32 ms): ours sets it back.
+      expect(stack.worker.options.debugMode).toBe(true);
+      expect(stack.worker.options.isolateExecutionTimeoutMs).toBe(5_000);
+      const taskQueue = stack.worker.options.taskQueue;
+      const stuck = await stack.client.workflow.start('stuckWorkflow', { taskQueue, workflowId: `stuck-${Date.now()}` });
+      const startedAt = Date.now();
+      let failure: string | undefined;
+      while (!failure && Date.now() - startedAt < 30_000) {
+        await new Promise((r) => setTimeout(r, 250));
+        const history = await stuck.fetchHistory();
+        failure = history.events?.find((e) => e.workflowTaskFailedEventAttributes)?.workflowTaskFailedEventAttributes?.failure?.message ?? undefined;
+      }
+      expect(failure).toMatch(/Script execution timed out after 5000ms/);
+      await stuck.terminate('test done');
+      // The main thread was blocked for the guard's 5 s, not for good: the next workflow runs.
+      const echoed = await stack.client.workflow.execute('echoWorkflow', { taskQueue, workflowId: `echo-${Date.now()}`, args: ['still serving'] });
+      expect(echoed).toBe('still serving');
+    } finally {
+      await stack.stop();
     }
   });
 });

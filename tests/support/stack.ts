@@ -3,7 +3,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
+import { NativeConnection, Runtime, DefaultLogger, type Worker, type WorkerOptions } from '@temporalio/worker';
 import { createLogger, createPgPool, createPrisma, createRedis, loadConfig, warmPool, type AppConfig, type PgPool, type PrismaClient, type Redis } from '@deepspace/core';
 import { Ledger } from '@deepspace/core/billing/index';
 import { ModelCatalog } from '@deepspace/core/ai/catalog-cache';
@@ -83,8 +83,8 @@ export interface TestWorker {
   stop(): Promise<void>;
 }
 
-/** Runs a real worker in this test process until stop(). */
-export async function startTestWorker(overrides: NodeJS.ProcessEnv = {}): Promise<TestWorker> {
+/** Runs a real worker in this test process until stop(); `workerOverrides` replace createWorker's options (e.g. a fixture's workflowsPath). */
+export async function startTestWorker(overrides: NodeJS.ProcessEnv = {}, workerOverrides?: Partial<WorkerOptions>): Promise<TestWorker> {
   if (!runtimeInstalled) {
     Runtime.install({ logger: new DefaultLogger('ERROR') });
     runtimeInstalled = true;
@@ -96,7 +96,7 @@ export async function startTestWorker(overrides: NodeJS.ProcessEnv = {}): Promis
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   const redis = createRedis(config.redis.url, config.redis.keyPrefix);
   redis.on('error', (error) => logger.warn({ err: error.message }, 'redis error'));
-  const worker = await createWorker({ config, connection, prisma, pool, logger, redis });
+  const worker = await createWorker({ config, connection, prisma, pool, logger, redis, ...(workerOverrides ? { overrides: workerOverrides } : {}) });
   const running = worker.run();
   const clientConnection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
