@@ -66,7 +66,7 @@ describe('worker process', () => {
     }
   });
 
-  it('runs workflow code on its main thread by default, with the deadlock guard kept: a workflow stuck in a loop fails its task, the worker keeps serving', async () => {
+  it('runs workflow code on its main thread by default, with the deadlock guard kept (a workflow stuck in a loop fails its task, the worker keeps serving), and the DSL runtime shared by all runs', async () => {
     expect(workflowSandboxOptions(loadConfig({}))).toEqual({ debugMode: true, isolateExecutionTimeout: '5s' });
     expect(workflowSandboxOptions(loadConfig({ TEMPORAL_WORKFLOW_THREAD: 'true' }))).toEqual({ debugMode: false, isolateExecutionTimeout: '5s' });
 
@@ -89,6 +89,9 @@ describe('worker process', () => {
       // The main thread was blocked for the guard's 5 s, not for good: the next workflow runs.
       const echoed = await stack.client.workflow.execute('echoWorkflow', { taskQueue, workflowId: `echo-${Date.now()}`, args: ['still serving'] });
       expect(echoed).toBe('still serving');
+      // The DSL runtime is evaluated once for the sandbox (SHARED_WORKFLOW_MODULES), not per run.
+      const shared = await stack.client.workflow.execute('dslRuntimeSharedWorkflow', { taskQueue, workflowId: `shared-${Date.now()}` });
+      expect(shared).toEqual({ functionFrozen: true, constantsFrozen: true });
     } finally {
       await stack.stop();
     }
