@@ -1,6 +1,7 @@
 // Builds the worker: one task queue, the workflow bundle from ./workflows, activities with deps.
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
+import v8 from 'node:v8';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createRedis, type AppConfig, type Logger, type PgPool, type PrismaClient, type Redis } from '@deepspace/core';
 import { createUpstreamClient, type OpenAI } from '@deepspace/core/ai/upstream';
@@ -36,7 +37,8 @@ export interface CreateWorkerOptions {
 
 export async function createWorker(options: CreateWorkerOptions): Promise<Worker> {
   const identity = `${os.hostname()}:${process.pid}`;
-  return Worker.create({
+  const sandbox = workflowSandboxOptions(options.config);
+  const create = () => Worker.create({
     connection: options.connection,
     namespace: options.config.temporal.namespace,
     taskQueue: options.taskQueue ?? options.config.temporal.taskQueue,
@@ -53,9 +55,38 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
       upstream: options.upstream ?? createUpstreamClient(options.config),
       knowledge: options.knowledge ?? createKnowledgeRuntime(options.config),
     }),
-    ...workflowSandboxOptions(options.config),
+    ...sandbox,
     ...options.overrides,
   });
+  return sandbox.debugMode ? withMainRealmPromisesSkipped(create) : create();
+}
+
+/**
+ * The SDK tracks each workflow promise's stack (the Temporal UI's "stack trace" of a running
+ * workflow) with a process-wide V8 promise hook whose init and settled callbacks first look up the
+ * promise's realm by compiling a `Function` on that promise's constructor. On the sandbox thread
+ * only workflow promises exist; on the main thread every promise of the activities (pg, Redis,
+ * HTTP, the streamed reply) paid for that lookup and found no workflow. Promises of this realm are
+ * never workflow promises (the sandbox is another V8 context with its own Promise), so the hook
+ * created while the worker is built skips them before the lookup: the same result, without the
+ * compile per promise. Only hooks created during Worker.create are wrapped.
+ */
+async function withMainRealmPromisesSkipped<T>(create: () => Promise<T>): Promise<T> {
+  const hooks = v8.promiseHooks;
+  const createHook = hooks.createHook;
+  hooks.createHook = (callbacks) => {
+    const { init, settled } = callbacks;
+    return createHook({
+      ...callbacks,
+      ...(init ? { init: (promise: Promise<unknown>, parent: Promise<unknown>) => (promise instanceof Promise ? undefined : init(promise, parent)) } : {}),
+      ...(settled ? { settled: (promise: Promise<unknown>) => (promise instanceof Promise ? undefined : settled(promise)) } : {}),
+    });
+  };
+  try {
+    return await create();
+  } finally {
+    hooks.createHook = createHook;
+  }
 }
 
 /** The SDK's deadlock guard: a workflow task whose code runs longer than this fails (and is retried). */

@@ -66,7 +66,7 @@ describe('worker process', () => {
     }
   });
 
-  it('runs workflow code on its main thread by default, with the deadlock guard kept (a workflow stuck in a loop fails its task, the worker keeps serving), and the DSL runtime shared by all runs', async () => {
+  it('runs workflow code on its main thread by default, with the deadlock guard kept (a workflow stuck in a loop fails its task, the worker keeps serving), the DSL runtime shared by all runs, and workflow stack traces kept', async () => {
     expect(workflowSandboxOptions(loadConfig({}))).toEqual({ debugMode: true, isolateExecutionTimeout: '5s' });
     expect(workflowSandboxOptions(loadConfig({ TEMPORAL_WORKFLOW_THREAD: 'true' }))).toEqual({ debugMode: false, isolateExecutionTimeout: '5s' });
 
@@ -92,6 +92,14 @@ describe('worker process', () => {
       // The DSL runtime is evaluated once for the sandbox (SHARED_WORKFLOW_MODULES), not per run.
       const shared = await stack.client.workflow.execute('dslRuntimeSharedWorkflow', { taskQueue, workflowId: `shared-${Date.now()}` });
       expect(shared).toEqual({ functionFrozen: true, constantsFrozen: true });
+      // The SDK's promise hook skips this realm's promises (withMainRealmPromisesSkipped) but still
+      // tracks the workflow's own: the stack-trace query (Temporal UI) shows where a run waits.
+      const waiting = await stack.client.workflow.start('waitingWorkflow', { taskQueue, workflowId: `waiting-${Date.now()}` });
+      const stackTrace = await waiting.query<string>('__stack_trace');
+      expect(stackTrace).toMatch(/waitingWorkflow/);
+      expect(stackTrace).toMatch(/stuck-workflows\.ts/);
+      await waiting.signal('release');
+      expect(await waiting.result()).toBe('released');
     } finally {
       await stack.stop();
     }
