@@ -30,15 +30,16 @@ export function createApp(deps: GatewayDeps): Express {
 
   app.use(traceMiddleware(deps.logger));
   app.use(corsMiddleware(deps.config.gateway.corsOrigins));
-  app.use(healthRoutes(deps));
+  healthRoutes(app, deps);
   app.use(express.json({ limit: JSON_BODY_LIMIT, strict: true }));
 
   const api = new ApiRouter(deps, createServices(deps), loadOperations());
   api.servedElsewhere('healthz', 'readyz');
+  // First: the router tries routes in order, and /v1 is the hot path (its paths overlap no other).
+  openAiRoutes(api);
   authRoutes(api);
   orgRoutes(api);
   projectRoutes(api);
-  openAiRoutes(api);
   billingRoutes(api);
   chatRoutes(api);
   workflowRoutes(api);

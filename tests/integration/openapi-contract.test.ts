@@ -42,6 +42,18 @@ describe('OpenAPI contract', () => {
     expect(described.filter((r) => !served.includes(r))).toEqual([]);
   });
 
+  it('an API request meets no router it leaves through setImmediate, and /v1 routes are tried first', () => {
+    const app = createApp(gateway.deps);
+    const stack = (app as unknown as { router: { stack: Layer[] } }).router.stack;
+    // Express's Router passes on a request it does not match with setImmediate, which puts the
+    // request behind the event loop's check phase: only the API router (which serves it) is mounted.
+    const mounted = stack.filter((layer) => layer.handle?.stack);
+    expect(mounted).toHaveLength(1);
+    const apiPaths = mounted[0]!.handle!.stack!.filter((layer) => layer.route).map((layer) => layer.route!.path);
+    expect(apiPaths.slice(0, 3)).toEqual(['/v1/models', '/v1/chat/completions', '/v1/embeddings']);
+    expect(stack.filter((layer) => layer.route).map((layer) => layer.route!.path)).toEqual(['/healthz', '/readyz']);
+  });
+
   it('registering a route the spec does not describe fails at start-up', () => {
     const api = new ApiRouter(gateway.deps, createServices(gateway.deps), loadOperations());
     expect(() => api.handle('deleteEverything', async () => ({}))).toThrow(/openapi.yaml has no operation "deleteEverything"/);

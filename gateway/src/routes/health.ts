@@ -1,6 +1,6 @@
 // Liveness (`/healthz`: the process answers) and readiness (`/readyz`: PostgreSQL, Redis and
 // Temporal all answer within a deadline). Readiness is what load balancers and `npm start` wait on.
-import { Router } from 'express';
+import type { Express } from 'express';
 import type { GatewayDeps } from '../deps.ts';
 
 const CHECK_TIMEOUT_MS = 2_000;
@@ -43,12 +43,15 @@ function tracked<T>(promise: Promise<T>): Promise<T> {
   return promise;
 }
 
-export function healthRoutes(deps: GatewayDeps): Router {
-  const router = Router();
-  router.get('/healthz', (_req, res) => {
+/**
+ * Registered on the app itself, not as a mounted Router: a Router that matches nothing hands the
+ * request on with setImmediate, which put every API request behind the event loop's check phase.
+ */
+export function healthRoutes(app: Express, deps: GatewayDeps): void {
+  app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
-  router.get('/readyz', async (_req, res) => {
+  app.get('/readyz', async (_req, res) => {
     const [postgres, redis, temporal] = await Promise.all([
       timed(() => deps.prisma.$queryRaw`SELECT 1`),
       timed(() => deps.redis.ping()),
@@ -63,5 +66,4 @@ export function healthRoutes(deps: GatewayDeps): Router {
     const ready = postgres.ok && redis.ok && temporal.ok;
     res.status(ready ? 200 : 503).json({ status: ready ? 'ok' : 'unavailable', checks: { postgres, redis, temporal } });
   });
-  return router;
 }
