@@ -51,6 +51,12 @@ const envSchema = z
     // /v1 non-stream: commit the capture (money, usage, audit) before answering; false answers once
     // the upstream answered and the hold stands, and commits the capture right after.
     V1_SETTLE_BEFORE_RESPONSE: bool.default(false),
+    // /v1 non-stream, captures after the answer: wait up to this many ms to be written together
+    // with the org's other captures (one statement, one commit); 0 = each at once.
+    V1_CAPTURE_BATCH_MS: z.coerce.number().int().min(0).max(1_000).default(20),
+    // /v1 non-stream: holds kept ready per busy (API key, model) pair, taken ahead of its calls;
+    // 0 = every call takes its own.
+    V1_HOLD_RESERVE: z.coerce.number().int().min(0).max(256).default(16),
     // Chat runs: the worker starts the upstream call beside the hold under the same rule as
     // V1_SPECULATIVE_HEADROOM (what that worker last saw of the org's wallet); 0 = hold first.
     CHAT_SPECULATIVE_HEADROOM: z.coerce.number().int().min(0).max(1_000_000).default(20),
@@ -126,6 +132,8 @@ function toConfig(env: z.infer<typeof envSchema>) {
     v1: {
       speculativeHeadroom: env.V1_SPECULATIVE_HEADROOM,
       settleBeforeResponse: env.V1_SETTLE_BEFORE_RESPONSE,
+      captureBatchMs: env.V1_CAPTURE_BATCH_MS,
+      holdReserve: env.V1_HOLD_RESERVE,
     },
     chat: { speculativeHeadroom: env.CHAT_SPECULATIVE_HEADROOM },
     workflows: { httpAllowLoopback: env.WORKFLOW_HTTP_ALLOW_LOOPBACK },

@@ -8,6 +8,7 @@ import { createUpstreamClient } from '@deepspace/core/ai/upstream';
 import { createApp } from './app.ts';
 import { settleHealthChecks } from './routes/health.ts';
 import { settleAfterResponses } from './services/settlements.ts';
+import { releaseHoldReserves } from './services/hold-reserve.ts';
 
 const config = loadConfigOrExit();
 const logger = createLogger('gateway', config.logLevel);
@@ -49,6 +50,7 @@ async function shutdown(signal: string) {
   server.closeAllConnections();
   await settleHealthChecks();
   await settleAfterResponses();
+  await releaseHoldReserves(ledger);
   await Promise.allSettled([prisma.$disconnect(), ledger.end().then(() => pool.end()), redis.quit(), connection.close()]);
   clearTimeout(force);
   process.exit(0);

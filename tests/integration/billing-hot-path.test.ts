@@ -5,13 +5,13 @@
 import { Tiktoken } from 'js-tiktoken/lite';
 import o200k_base from 'js-tiktoken/ranks/o200k_base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { countTokens, createPgPool, Ledger, reconcile, warmPool, type PgPool, type SettlementAudit } from '@deepspace/core';
+import { callCostMicros, countTokens, createPgPool, Ledger, reconcile, warmPool, type PgPool, type SettlementAudit } from '@deepspace/core';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { RELAXED_APPLICATION_SUFFIX } from '@deepspace/core/billing/index';
 import { RateLimiter } from '../../gateway/src/services/rate-limit.ts';
 import { testRedis } from '../support/stack.ts';
-import { countRows, expectAppError, fundedWallet, key, newModel, testPool, trace } from './billing-fixtures.ts';
+import { ADMIN, countRows, expectAppError, fundedWallet, key, newModel, testPool, trace } from './billing-fixtures.ts';
 
 let pool: PgPool;
 let ledger: Ledger;
@@ -208,6 +208,112 @@ describe('group commit', () => {
     );
     expect(await ledger.getWallet(wallet.orgId)).toMatchObject({ balanceMicros: 90_000n, frozenMicros: 0n });
     expect((await reconcile(pool, { walletIds: [wallet.id] })).drift).toEqual([]);
+  });
+});
+
+describe('coalesced captures (one statement for many)', () => {
+  /** Holds `n` calls of different sizes on one wallet; each capture's cost differs too. */
+  async function heldCalls(label: string, n: number, funded = 10_000_000n) {
+    const wallet = await fundedWallet(ledger, label, funded);
+    const model = await newModel(pool, PRICE);
+    const calls = await Promise.all(
+      Array.from({ length: n }, async (_, i) => {
+        const t = trace();
+        const amount = 5_000n + BigInt(i) * 1_000n;
+        const held = await ledger.hold({ orgId: wallet.orgId, amountMicros: amount, modelId: model.modelId, priceId: model.priceId, idempotencyKey: key(`h${i}`), traceId: t, durable: false });
+        const usage = { promptTokens: 100 * (i + 1), completionTokens: 50 + i, traceId: t, modelName: model.name, upstreamModel: model.upstreamModel, latencyMs: i };
+        const cost = callCostMicros(rates, usage.promptTokens, usage.completionTokens);
+        return { i, t, amount, held, usage, cost };
+      }),
+    );
+    return { wallet, model, calls };
+  }
+
+  it('captures written together charge each call exactly, keep an unbroken transaction chain and write every usage and audit row', async () => {
+    const { wallet, calls } = await heldCalls('coalesced', 30);
+    const before = { ...ledger.captures.stats };
+    const results = await Promise.all(
+      calls.map((c) =>
+        ledger.capture({
+          holdId: c.held.hold.id, idempotencyKey: key(`c${c.i}`), usage: c.usage, known: { amountMicros: c.amount, price: rates }, orgId: wallet.orgId,
+          coalesceMs: 50, ...(c.i % 3 === 0 ? {} : { audit: audit(c.t, { i: c.i }) }),
+        }),
+      ),
+    );
+    // All 30 waited for one statement (the window is long enough for them to queue).
+    expect(ledger.captures.stats.statements - before.statements).toBe(1);
+    expect(ledger.captures.stats.captures - before.captures).toBe(30);
+    const totalCost = calls.reduce((sum, c) => sum + c.cost, 0n);
+    expect(await ledger.getWallet(wallet.orgId)).toMatchObject({ balanceMicros: 10_000_000n - totalCost, frozenMicros: 0n });
+    results.forEach((r, i) => {
+      const c = calls[i]!;
+      expect(r).toMatchObject({ replayed: false, costMicros: c.cost, chargedMicros: c.cost, releasedMicros: c.amount - c.cost, uncollectedMicros: 0n });
+      expect(r.hold).toMatchObject({ id: c.held.hold.id, status: 'captured', capturedMicros: c.cost });
+      expect(r.transaction).toMatchObject({ kind: 'capture', amountMicros: -c.cost, traceId: c.t, holdId: c.held.hold.id });
+    });
+    // The rows as stored agree with what each call was told, and the chain follows the input order.
+    const stored = await pool.query(
+      `SELECT t.id::text, t.hold_id, t.balance_after_micros::text AS b, t.frozen_after_micros::text AS f, u.id AS usage_id, u.cost_micros::text AS cost,
+              u.latency_ms, u.trace_id
+       FROM wallet_transactions t JOIN usage_records u ON u.hold_id = t.hold_id WHERE t.wallet_id = $1 AND t.kind = 'capture' ORDER BY t.id`,
+      [wallet.id],
+    );
+    expect(stored.rows.map((r) => r.hold_id)).toEqual(calls.map((c) => c.held.hold.id));
+    stored.rows.forEach((row, i) => {
+      const r = results[i]!;
+      expect(row).toMatchObject({ id: r.transaction.id, b: r.transaction.balanceAfterMicros.toString(), f: r.transaction.frozenAfterMicros.toString(), usage_id: r.usageRecordId, cost: calls[i]!.cost.toString(), latency_ms: i, trace_id: calls[i]!.t });
+    });
+    const audited = await pool.query(`SELECT trace_id, details FROM audit_logs WHERE org_id = $1 AND action = 'ai.call' ORDER BY (details->>'i')::int`, [wallet.orgId]);
+    expect(audited.rows).toEqual(calls.filter((c) => c.i % 3 !== 0).map((c) => ({ trace_id: c.t, details: { i: c.i } })));
+    expect((await reconcile(pool, { walletIds: [wallet.id] })).drift).toEqual([]);
+  });
+
+  it('in one batch: a replay returns the first capture, a stale guess is priced from the hold, a taken key is a conflict, and the rest are written', async () => {
+    const { wallet, calls } = await heldCalls('coalesced-mixed', 6);
+    const [done, stale, taken, ...fresh] = calls as [(typeof calls)[0], (typeof calls)[0], (typeof calls)[0], ...(typeof calls)];
+    const first = await ledger.capture({ holdId: done.held.hold.id, idempotencyKey: key('first'), usage: done.usage, known: { amountMicros: done.amount, price: rates }, orgId: wallet.orgId });
+    const usedKey = key('used');
+    await ledger.topup({ orgId: wallet.orgId, amountMicros: 1n, idempotencyKey: usedKey, reason: 'takes the key', actor: ADMIN });
+    const statementsBefore = ledger.captures.stats.statements;
+    const failedBefore = ledger.captures.stats.failed;
+    const capture = (c: (typeof calls)[0], idempotencyKey: string, known: { amountMicros: bigint; price: typeof rates }) =>
+      ledger.capture({ holdId: c.held.hold.id, idempotencyKey, usage: c.usage, known, orgId: wallet.orgId, coalesceMs: 30, audit: audit(c.t, {}) });
+    const settled = await Promise.allSettled([
+      capture(done, first.transaction.idempotencyKey, { amountMicros: done.amount, price: rates }),
+      capture(stale, key('stale'), { amountMicros: stale.amount + 1n, price: rates }),
+      capture(taken, usedKey, { amountMicros: taken.amount, price: rates }),
+      ...fresh.map((c) => capture(c, key('fresh'), { amountMicros: c.amount, price: rates })),
+    ]);
+    expect(ledger.captures.stats.statements - statementsBefore).toBe(1);
+    // The taken key failed the statement; every row then took the one-row path on its own.
+    expect(ledger.captures.stats.failed - failedBefore).toBe(1);
+    const [replay, priced, conflict, ...written] = settled;
+    expect(replay).toMatchObject({ status: 'fulfilled', value: { replayed: true, transaction: { id: first.transaction.id } } });
+    expect(priced).toMatchObject({ status: 'fulfilled', value: { replayed: false, chargedMicros: stale.cost } });
+    expect(conflict.status).toBe('rejected');
+    expect(((conflict as PromiseRejectedResult).reason as { code?: string }).code).toBe('idempotency_conflict');
+    for (const w of written) expect(w).toMatchObject({ status: 'fulfilled', value: { replayed: false } });
+    const charged = done.cost + stale.cost + fresh.reduce((sum, c) => sum + c.cost, 0n);
+    expect(await ledger.getWallet(wallet.orgId)).toMatchObject({ balanceMicros: 10_000_001n - charged, frozenMicros: taken.amount });
+    expect(await countRows(pool, 'SELECT 1 FROM usage_records WHERE org_id = $1', [wallet.orgId])).toBe(5);
+    await ledger.release({ holdId: taken.held.hold.id, idempotencyKey: key('rel'), reason: 'test' });
+    expect((await reconcile(pool, { walletIds: [wallet.id] })).drift).toEqual([]);
+  });
+
+  it('a window of captures for two organizations writes one statement per organization, each exact', async () => {
+    const a = await heldCalls('coalesced-a', 5);
+    const b = await heldCalls('coalesced-b', 7);
+    const before = ledger.captures.stats.statements;
+    await Promise.all(
+      [a, b].flatMap(({ wallet, calls }) =>
+        calls.map((c) => ledger.capture({ holdId: c.held.hold.id, idempotencyKey: key('c'), usage: c.usage, known: { amountMicros: c.amount, price: rates }, orgId: wallet.orgId, coalesceMs: 30 })),
+      ),
+    );
+    expect(ledger.captures.stats.statements - before).toBe(2);
+    for (const { wallet, calls } of [a, b]) {
+      expect(await ledger.getWallet(wallet.orgId)).toMatchObject({ balanceMicros: 10_000_000n - calls.reduce((sum, c) => sum + c.cost, 0n), frozenMicros: 0n });
+    }
+    expect((await reconcile(pool, { walletIds: [a.wallet.id, b.wallet.id] })).drift).toEqual([]);
   });
 });
 

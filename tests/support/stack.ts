@@ -11,6 +11,7 @@ import { createUpstreamClient } from '@deepspace/core/ai/upstream';
 import { createApp } from '../../gateway/src/app.ts';
 import { settleHealthChecks } from '../../gateway/src/routes/health.ts';
 import { settleAfterResponses } from '../../gateway/src/services/settlements.ts';
+import { releaseHoldReserves } from '../../gateway/src/services/hold-reserve.ts';
 import type { GatewayDeps } from '../../gateway/src/deps.ts';
 import { createWorker } from '../../temporal-workers/src/worker.ts';
 
@@ -68,6 +69,7 @@ export async function startTestGateway(overrides: NodeJS.ProcessEnv = {}, option
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await settleHealthChecks();
       await settleAfterResponses();
+      await releaseHoldReserves(deps.ledger);
       await Promise.allSettled([prisma.$disconnect(), pool.end(), redis.quit(), connection.close()]);
     },
   };

@@ -29,6 +29,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { closeLedgerConnections, GroupCommitter, type WriteOptions } from './group-commit.ts';
+import { CaptureCoalescer, captureBatchSql } from './capture-batch.ts';
 import { AppError, notFound } from '../errors.ts';
 import type { Micros } from '../money.ts';
 import { newTraceId } from '../trace.ts';
@@ -225,6 +226,13 @@ export interface CaptureInput {
    * organization order (group-commit.ts). A wrong value costs at most a re-run batch.
    */
   orgId?: string;
+  /**
+   * The capture may wait up to this many milliseconds to be written together with others of the
+   * organization (capture-batch.ts): one statement and one commit for many. Only for a capture
+   * within its hold that the caller describes (`known`, usage.traceId, modelName, upstreamModel)
+   * and gives `orgId` for; anything else is written at once. Resolves once written, as always.
+   */
+  coalesceMs?: number;
 }
 
 /** A failed call's zero-cost usage row, written with its release. */
@@ -559,6 +567,9 @@ const CAPTURE_SQL = captureSql({ known: false, audited: false });
 const CAPTURE_AUDITED_SQL = captureSql({ known: false, audited: true });
 const CAPTURE_KNOWN_SQL = captureSql({ known: true, audited: false });
 const CAPTURE_KNOWN_AUDITED_SQL = captureSql({ known: true, audited: true });
+const CAPTURE_BATCH_SQL = captureBatchSql(cols('h', HOLD_COLUMNS), TX_INSERT_COLUMNS, AUDIT_COLUMNS);
+/** A batched capture without an audit row: its 12 audit parameters. */
+const NO_AUDIT: unknown[] = Array.from({ length: 12 }, () => null);
 
 // Release or expire: the whole hold goes back from frozen. $3 limits an expiry to holds past it.
 // `recorded`: a failed call's zero-cost usage row ($10–$19) and its audit row go with the release.
@@ -651,13 +662,18 @@ export class Ledger {
   /** Hold, capture and release statements go through it (see group-commit.ts). */
   readonly writes: GroupCommitter;
 
+  /** Captures that may wait a few milliseconds for others (CaptureInput.coalesceMs). */
+  readonly captures: CaptureCoalescer;
+
   constructor(pool: pg.Pool, options: { maxBatch?: number } = {}) {
     this.pool = pool;
     this.writes = new GroupCommitter(pool, options);
+    this.captures = new CaptureCoalescer(this.writes, CAPTURE_BATCH_SQL);
   }
 
   /** Closes the connections the ledger opened beside its pool (the pool belongs to the caller). */
   end(): Promise<void> {
+    this.captures.flushAll();
     return closeLedgerConnections(this.pool);
   }
 
@@ -1017,10 +1033,16 @@ export class Ledger {
         // The caller's view of the hold, checked by the statement itself: one round trip, one commit.
         const s = settleCapture(knownCost, known!.amountMicros, 0n);
         const rates = input.costMicros === undefined ? [known!.price!.inputMicrosPerMillion.toString(), known!.price!.outputMicrosPerMillion.toString()] : [null, null];
+        const values = [...params(known!.amountMicros, knownCost, s, usage.traceId!, usage.modelName!, usage.upstreamModel!), known!.amountMicros.toString(), ...rates];
+        if (input.coalesceMs !== undefined && input.orgId) {
+          // Written with the organization's other waiting captures; null: not by that statement.
+          const row = await this.captures.add(input.orgId, [...values, ...(audit ?? NO_AUDIT)], Math.max(0, input.coalesceMs));
+          if (row) return finish(row, knownCost, s, known!.amountMicros, usage.traceId!);
+        }
         try {
           const done = await this.writes.query(
             audit ? CAPTURE_KNOWN_AUDITED_SQL : CAPTURE_KNOWN_SQL,
-            [...params(known!.amountMicros, knownCost, s, usage.traceId!, usage.modelName!, usage.upstreamModel!), known!.amountMicros.toString(), ...rates, ...(audit ?? [])],
+            [...values, ...(audit ?? [])],
             { name: audit ? 'ledger_capture_known_audited' : 'ledger_capture_known', ...ordered },
           );
           if (done.rows[0]) return finish(done.rows[0], knownCost, s, known!.amountMicros, usage.traceId!);

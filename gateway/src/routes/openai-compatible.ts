@@ -10,11 +10,9 @@ import { classifyUpstreamError, leanUpstream, withUpstreamRetry, type OpenAI } f
 import type { ApiRouter, Reply, RequestContext } from '../http/router.ts';
 import { assertPolicyAllows } from '../services/policy.ts';
 import { settlementAudit } from '../services/audit.ts';
+import { HOLD_TTL_MARGIN_MS } from '../services/hold-reserve.ts';
 import { estimateHoldMicros, type HoldEstimate, type HoldResult } from '@deepspace/core/billing/index';
 
-// A hold outlives the longest possible call by this much; past that the expiry schedule returns it
-// (the compensation of last resort when this process dies mid-call).
-const HOLD_TTL_MARGIN_MS = 10_000;
 
 type ApiKeyActor = { type: 'api_key'; keyId: string; orgId: string; projectId: string };
 
@@ -97,7 +95,8 @@ function callAudit(ctx: RequestContext, s: Settlement, result: 'success' | 'fail
   });
 }
 
-async function capture(ctx: RequestContext, s: Settlement, promptTokens: number, completionTokens: number, note: Record<string, unknown> = {}) {
+/** `coalesceMs`: the capture may wait that long to be written with the org's others (capture-batch.ts). */
+async function capture(ctx: RequestContext, s: Settlement, promptTokens: number, completionTokens: number, note: Record<string, unknown> = {}, coalesceMs?: number) {
   const latencyMs = Math.round(performance.now() - s.startedAt);
   // Money, usage record and audit row in one statement and one commit; `known` lets the ledger
   // skip re-reading the hold this request just took (the statement checks it is unchanged).
@@ -119,6 +118,7 @@ async function capture(ctx: RequestContext, s: Settlement, promptTokens: number,
     actor: { type: 'api_key', id: s.key.keyId },
     known: { amountMicros: s.hold.hold.amountMicros, price: s.hold.price },
     orgId: s.key.orgId,
+    ...(coalesceMs ? { coalesceMs } : {}),
     audit: callAudit(ctx, s, 'success', { prompt_tokens: promptTokens, completion_tokens: completionTokens, latency_ms: latencyMs, ...note }),
   });
   ctx.auditedByDomain();
@@ -220,6 +220,25 @@ async function heldCall<T>(
   const abort = new AbortController();
 
   if (!capped && ctx.services.walletHeadroom.allows(key.orgId, priced.estimate.amountMicros)) {
+    const reserved = ctx.services.holdReserve.take(
+      { orgId: key.orgId, projectId: key.projectId, keyId: key.keyId, modelId: model.id, priceId: priced.price.id },
+      priced.estimate.amountMicros,
+    );
+    if (reserved) {
+      // A hold of this pair's taken ahead (hold-reserve.ts) already stands for this call.
+      const callAt = performance.now();
+      timing.preMs = timing.sinceArrival(callAt);
+      const settlement: Settlement = { hold: { ...reserved, estimate: priced.estimate, price: priced.price }, key, model, startedAt };
+      try {
+        const result = await call(abort.signal);
+        timing.upstreamMs = performance.now() - callAt;
+        return { settlement, result };
+      } catch (error) {
+        const appError = upstreamAppError(error);
+        await release(ctx, settlement, appError.code, ctx.log);
+        throw appError;
+      }
+    }
     const callAt = performance.now();
     timing.preMs = timing.sinceArrival(callAt);
     let answeredAt = 0;
@@ -286,7 +305,7 @@ async function heldCall<T>(
  * graceful stop waits for those captures; a hard kill in that millisecond leaves the hold to its
  * expiry, which returns the money — the same outcome as a kill mid-call.
  */
-async function settledReply(ctx: RequestContext, body: unknown, timing: CallTiming, settle: () => Promise<unknown>): Promise<Reply> {
+async function settledReply(ctx: RequestContext, body: unknown, timing: CallTiming, settle: (coalesceMs?: number) => Promise<unknown>): Promise<Reply> {
   if (ctx.deps.config.v1.settleBeforeResponse) {
     await settle();
     return { body, headers: timing.headers() };
@@ -299,7 +318,8 @@ async function settledReply(ctx: RequestContext, body: unknown, timing: CallTimi
       // The capture is idempotent by key: a retry after a lost connection settles it once.
       for (let attempt = 1; ; attempt++) {
         try {
-          await settle();
+          // Nobody waits for it now: it may wait a few ms to share a statement with others.
+          await settle(ctx.deps.config.v1.captureBatchMs);
           return;
         } catch (error) {
           if (attempt >= 3 || error instanceof AppError) {
@@ -369,7 +389,7 @@ export function openAiRoutes(api: ApiRouter): void {
       const usage = completion.usage;
       const promptTokens = usage?.prompt_tokens ?? settlement.hold.estimate?.promptTokens ?? 0;
       const completionTokens = usage?.completion_tokens ?? countTokens(completion.choices.map((c) => c.message?.content ?? '').join(''));
-      return settledReply(ctx, { ...completion, model: model.name }, timing, () => capture(ctx, settlement, promptTokens, completionTokens));
+      return settledReply(ctx, { ...completion, model: model.name }, timing, (coalesceMs) => capture(ctx, settlement, promptTokens, completionTokens, {}, coalesceMs));
     }
 
     const startedAt = performance.now();
@@ -407,7 +427,7 @@ export function openAiRoutes(api: ApiRouter): void {
         signal,
       ),
     );
-    return settledReply(ctx, { ...result, model: model.name }, timing, () => capture(ctx, settlement, result.usage?.prompt_tokens ?? promptTokens, 0));
+    return settledReply(ctx, { ...result, model: model.name }, timing, (coalesceMs) => capture(ctx, settlement, result.usage?.prompt_tokens ?? promptTokens, 0, {}, coalesceMs));
   });
 }
 
