@@ -317,6 +317,31 @@ describe('coalesced captures (one statement for many)', () => {
   });
 });
 
+describe('many holds in one statement (holds taken ahead)', () => {
+  it('freezes all of them with an unbroken chain, each settles like any hold, or none when the wallet cannot cover them all', async () => {
+    const wallet = await fundedWallet(ledger, 'hold-many', 100_000n);
+    const model = await newModel(pool, PRICE);
+    const t = trace();
+    const keys = Array.from({ length: 6 }, (_, i) => key(`many${i}`));
+    const held = await ledger.holdMany({ orgId: wallet.orgId, amountMicros: 4_000n, modelId: model.modelId, priceId: model.priceId, idempotencyKeys: keys, traceId: t, durable: false, actor: { type: 'api_key', id: 'key-1' } });
+    expect(held.map((h) => h.hold.idempotencyKey)).toEqual(keys);
+    expect(held.map((h) => h.transaction.frozenAfterMicros)).toEqual([4_000n, 8_000n, 12_000n, 16_000n, 20_000n, 24_000n]);
+    expect(held.every((h) => h.hold.status === 'active' && h.hold.amountMicros === 4_000n && h.transaction.balanceAfterMicros === 100_000n)).toBe(true);
+    expect(await ledger.getWallet(wallet.orgId)).toMatchObject({ balanceMicros: 100_000n, frozenMicros: 24_000n });
+
+    // 20 more of 4,000 (80,000) exceed the 76,000 available: refused whole, nothing more frozen.
+    await expectAppError(ledger.holdMany({ orgId: wallet.orgId, amountMicros: 4_000n, idempotencyKeys: Array.from({ length: 20 }, () => key('too-many')) }), 'insufficient_funds');
+    expect(await ledger.getWallet(wallet.orgId)).toMatchObject({ frozenMicros: 24_000n });
+
+    // Each one settles on its own: captured (some together), released, or replayed by key.
+    const usage = (c: number) => ({ promptTokens: 1_000, completionTokens: c, traceId: trace(), modelName: model.name, upstreamModel: model.upstreamModel });
+    await Promise.all(held.slice(0, 4).map((h, i) => ledger.capture({ holdId: h.hold.id, idempotencyKey: key('c'), usage: usage(i), known: { amountMicros: 4_000n, price: rates }, orgId: wallet.orgId, coalesceMs: 20 })));
+    await Promise.all(held.slice(4).map((h) => ledger.release({ holdId: h.hold.id, idempotencyKey: key('r'), reason: 'unused_reserve' })));
+    expect(await ledger.getWallet(wallet.orgId)).toMatchObject({ frozenMicros: 0n });
+    expect((await reconcile(pool, { walletIds: [wallet.id] })).drift).toEqual([]);
+  });
+});
+
 describe('group commit across processes', () => {
   it('two ledgers (two processes) writing to 6 shared wallets in opposite orders never deadlock, and stay exact', async () => {
     const wallets = await Promise.all(Array.from({ length: 6 }, (_, i) => fundedWallet(ledger, `shared-${i}`, 1_000_000n)));

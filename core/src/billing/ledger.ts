@@ -487,6 +487,53 @@ function idempotencyConflict(key: string, tx: TxRecord): AppError {
   });
 }
 
+/**
+ * A hold's result from its statement's row: the statement returns only what the database made;
+ * the rest is the input as written (uuids come back lower-case). Few columns: a hold is on every
+ * model call's path.
+ */
+function heldResult(r: Row, input: Omit<HoldInput, 'idempotencyKey'>, key: string, amount: bigint, actor: Actor): HoldResult {
+  const holdId = String(r.h_id);
+  const walletId = String(r.h_wallet_id);
+  const hold: HoldView = {
+    id: holdId,
+    walletId,
+    orgId: input.orgId.toLowerCase(),
+    projectId: input.projectId?.toLowerCase() ?? null,
+    status: 'active',
+    amountMicros: amount,
+    capturedMicros: 0n,
+    idempotencyKey: key,
+    traceId: input.traceId ?? null,
+    runId: input.runId ?? null,
+    stepId: input.stepId ?? null,
+    modelId: input.modelId?.toLowerCase() ?? null,
+    priceId: input.priceId?.toLowerCase() ?? null,
+    createdAt: r.h_created_at as Date,
+    expiresAt: r.h_expires_at as Date,
+    settledAt: null,
+  };
+  const transaction: TransactionView = {
+    id: String(r.t_id),
+    walletId,
+    kind: 'hold',
+    amountMicros: amount,
+    balanceAfterMicros: big(r.t_balance_after_micros),
+    frozenAfterMicros: big(r.t_frozen_after_micros),
+    idempotencyKey: key,
+    holdId,
+    traceId: input.traceId ?? null,
+    runId: input.runId ?? null,
+    stepId: input.stepId ?? null,
+    actorType: actor.type,
+    actorId: actor.id ?? null,
+    reason: null,
+    details: {},
+    createdAt: r.t_created_at as Date,
+  };
+  return { hold, transaction, replayed: false };
+}
+
 // ───────────────────────────── SQL ─────────────────────────────
 
 const TX_INSERT_COLUMNS = `wallet_id, kind, amount_micros, balance_after_micros, frozen_after_micros, idempotency_key, hold_id,
@@ -511,6 +558,31 @@ WITH w AS (
 SELECT h.id AS h_id, h.wallet_id AS h_wallet_id, h.created_at AS h_created_at, h.expires_at AS h_expires_at,
        t.id AS t_id, t.balance_after_micros AS t_balance_after_micros, t.frozen_after_micros AS t_frozen_after_micros, t.created_at AS t_created_at
 FROM h, t`;
+
+// Many holds of one amount on one wallet in one statement ($4: their idempotency keys, in order):
+// the wallet freezes all of them or none; each hold row's frozen_after is the running total.
+const HOLD_MANY_SQL = `
+WITH w AS (
+  UPDATE wallets SET frozen_micros = frozen_micros + $2::bigint * cardinality($4::text[]), updated_at = now()
+  WHERE org_id = $1::uuid AND balance_micros - frozen_micros >= $2::bigint * cardinality($4::text[])
+  RETURNING id, balance_micros, frozen_micros
+), k AS (
+  SELECT key, n FROM unnest($4::text[]) WITH ORDINALITY AS k(key, n)
+), h AS (
+  INSERT INTO holds (wallet_id, org_id, project_id, amount_micros, idempotency_key, trace_id, run_id, step_id, model_id, price_id, expires_at)
+  SELECT w.id, $1::uuid, $3::uuid, $2::bigint, k.key, $5::text, $6::text, $7::text, $8::uuid, $9::uuid, $10::timestamptz FROM w, k ORDER BY k.n
+  RETURNING id, wallet_id, idempotency_key, created_at, expires_at
+), t AS (
+  INSERT INTO wallet_transactions (${TX_INSERT_COLUMNS})
+  SELECT w.id, 'hold'::"TransactionKind", $2::bigint, w.balance_micros, w.frozen_micros - $2::bigint * (cardinality($4::text[]) - k.n), k.key, h.id,
+         $5::text, $6::text, $7::text, $11::"ActorType", $12::text, NULL, $13::text, '{}'::jsonb
+  FROM w, h JOIN k ON k.key = h.idempotency_key
+  ORDER BY k.n
+  RETURNING id, hold_id, balance_after_micros, frozen_after_micros, created_at
+)
+SELECT h.id AS h_id, h.wallet_id AS h_wallet_id, h.idempotency_key AS h_key, h.created_at AS h_created_at, h.expires_at AS h_expires_at,
+       t.id AS t_id, t.balance_after_micros AS t_balance_after_micros, t.frozen_after_micros AS t_frozen_after_micros, t.created_at AS t_created_at
+FROM h JOIN t ON t.hold_id = h.id`;
 
 // The audit row of a settlement, written by the settling statement itself (one commit), and only
 // when that statement settled the hold: a replay writes none. $n…$n+11 are its parameters (auditParams).
@@ -833,49 +905,7 @@ export class Ledger {
           { name: 'ledger_hold', durable: input.durable ?? true, orderKey: input.orgId },
         );
         const r = rows[0];
-        if (r) {
-          // The statement returns only what the database made; the rest is this call's input as
-          // written (uuids come back lower-case). Fewer columns: a hold is on every model call's path.
-          const holdId = String(r.h_id);
-          const walletId = String(r.h_wallet_id);
-          const hold: HoldView = {
-            id: holdId,
-            walletId,
-            orgId: input.orgId.toLowerCase(),
-            projectId: input.projectId?.toLowerCase() ?? null,
-            status: 'active',
-            amountMicros: amount,
-            capturedMicros: 0n,
-            idempotencyKey: key,
-            traceId: input.traceId ?? null,
-            runId: input.runId ?? null,
-            stepId: input.stepId ?? null,
-            modelId: input.modelId?.toLowerCase() ?? null,
-            priceId: input.priceId?.toLowerCase() ?? null,
-            createdAt: r.h_created_at as Date,
-            expiresAt: r.h_expires_at as Date,
-            settledAt: null,
-          };
-          const transaction: TransactionView = {
-            id: String(r.t_id),
-            walletId,
-            kind: 'hold',
-            amountMicros: amount,
-            balanceAfterMicros: big(r.t_balance_after_micros),
-            frozenAfterMicros: big(r.t_frozen_after_micros),
-            idempotencyKey: key,
-            holdId,
-            traceId: input.traceId ?? null,
-            runId: input.runId ?? null,
-            stepId: input.stepId ?? null,
-            actorType: actor.type,
-            actorId: actor.id ?? null,
-            reason: null,
-            details: {},
-            createdAt: r.t_created_at as Date,
-          };
-          return { hold, transaction, replayed: false };
-        }
+        if (r) return heldResult(r, input, key, amount, actor);
       } catch (error) {
         if (!isKeyCollision(error)) throw error;
       }
@@ -889,6 +919,46 @@ export class Ledger {
       throw new AppError('insufficient_funds', 'insufficient funds: the wallet cannot cover this call’s estimate', {
         details: { available_micros: wallet.availableMicros.toString(), requested_micros: amount.toString() },
       });
+    });
+  }
+
+  /**
+   * `idempotencyKeys.length` holds of the same amount and attributes, in one statement: all of
+   * them, or none (insufficient_funds). For holds taken ahead of calls (the gateway's hold
+   * reserve); the keys must be new — a taken key fails the whole statement.
+   */
+  async holdMany(input: Omit<HoldInput, 'idempotencyKey'> & { idempotencyKeys: string[] }): Promise<HoldResult[]> {
+    requireUuid(input.orgId, 'orgId');
+    const amount = requirePositive(input.amountMicros, 'amountMicros');
+    const keys = input.idempotencyKeys.map(requireKey);
+    if (keys.length === 0) return [];
+    for (const [name, id] of [['projectId', input.projectId], ['modelId', input.modelId], ['priceId', input.priceId]] as const) {
+      if (id !== undefined && id !== null) requireUuid(id, name);
+    }
+    const expiresAt = input.expiresAt ?? new Date(Date.now() + (input.ttlMs ?? DEFAULT_HOLD_TTL_MS));
+    if (!(expiresAt instanceof Date) || Number.isNaN(expiresAt.getTime())) throw new AppError('validation_failed', 'expiresAt must be a date');
+    const actor = input.actor ?? SYSTEM_ACTOR;
+    const hash = requestHash('hold', {
+      orgId: input.orgId, amount, projectId: input.projectId ?? null, traceId: input.traceId ?? null, runId: input.runId ?? null,
+      stepId: input.stepId ?? null, modelId: input.modelId ?? null, priceId: input.priceId ?? null,
+    });
+    return withSerializationRetry(async () => {
+      const { rows } = await this.writes.query(
+        HOLD_MANY_SQL,
+        [
+          input.orgId, amount.toString(), input.projectId ?? null, keys, input.traceId ?? null, input.runId ?? null, input.stepId ?? null,
+          input.modelId ?? null, input.priceId ?? null, expiresAt, actor.type, actor.id ?? null, hash,
+        ],
+        { name: 'ledger_hold_many', durable: input.durable ?? true, orderKey: input.orgId },
+      );
+      if (rows.length === 0) {
+        const wallet = await this.getWallet(input.orgId);
+        throw new AppError('insufficient_funds', 'insufficient funds: the wallet cannot cover these holds', {
+          details: { available_micros: wallet.availableMicros.toString(), requested_micros: (amount * BigInt(keys.length)).toString() },
+        });
+      }
+      const byKey = new Map(rows.map((r) => [String(r.h_key), r]));
+      return keys.map((key) => heldResult(byKey.get(key)!, input, key, amount, actor));
     });
   }
 

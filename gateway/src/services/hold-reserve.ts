@@ -4,8 +4,8 @@
 // write on every call's path; on a small host, at a few hundred calls per second, its round trip
 // (and its CPU beside the upstream call's) is most of what the gateway adds. For a pair that makes
 // at least HOT_CALLS_PER_SECOND calls a second, this keeps up to `size` holds ready: ordinary
-// ledger holds, one per future call, of the pair's key, project, model and price, taken in one
-// group-commit batch. A call takes one from memory and goes straight to the upstream; its capture
+// ledger holds, one per future call, of the pair's key, project, model and price, taken by one
+// statement (Ledger.holdMany). A call takes one from memory and goes straight to the upstream; its capture
 // (or release) settles that hold exactly as it would have settled its own. Nothing about the money
 // changes: every call still has one hold of its own, taken before the call and covering it, and
 // one capture or release; the wallet shows the ready holds as frozen until they are used.
@@ -162,42 +162,38 @@ export class HoldReserve {
     if (!this.headroom.allows(pair.key.orgId, amount * BigInt(count))) return;
     pair.refilling = true;
     const traceId = newTraceId();
-    // Issued together, the holds share one group-commit batch (one transaction, one round trip).
-    const holds = Array.from({ length: count }, () =>
-      this.ledger.hold({
-        orgId: pair.key.orgId,
-        projectId: pair.key.projectId,
-        amountMicros: amount,
-        modelId: pair.key.modelId,
-        priceId: pair.key.priceId,
-        idempotencyKey: `v1:reserve:${randomUUID()}`,
-        traceId,
-        ttlMs: this.holdTtlMs,
-        actor: { type: 'api_key', id: pair.key.keyId },
-        durable: false,
-      }),
-    );
+    // One statement for all of them (the ledger's holdMany): all or none.
+    const holds = this.ledger.holdMany({
+      orgId: pair.key.orgId,
+      projectId: pair.key.projectId,
+      amountMicros: amount,
+      modelId: pair.key.modelId,
+      priceId: pair.key.priceId,
+      idempotencyKeys: Array.from({ length: count }, () => `v1:reserve:${randomUUID()}`),
+      traceId,
+      ttlMs: this.holdTtlMs,
+      actor: { type: 'api_key', id: pair.key.keyId },
+      durable: false,
+    });
     this.track(
-      Promise.allSettled(holds).then((outcomes) => {
-        pair.refilling = false;
-        const takenAt = Date.now();
-        const fresh: ReadyHold[] = [];
-        for (const outcome of outcomes) {
-          if (outcome.status === 'fulfilled') {
-            this.stats.taken++;
-            this.headroom.note(pair.key.orgId, outcome.value.transaction);
-            fresh.push({ result: outcome.value, takenAt });
-          }
-        }
-        const refused = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-        if (refused) {
-          pair.refillAfter = takenAt + REFILL_BACKOFF_MS;
-          this.log.warn({ err: refused.reason, org_id: pair.key.orgId }, 'taking holds ahead failed; calls take their own for now');
-        }
-        // Taken for an amount the pair has outgrown, or while stopping: give them back.
-        if (this.closed || amount !== pair.amount) this.releaseReady(pair, fresh);
-        else pair.ready.unshift(...fresh);
-      }),
+      holds.then(
+        (results) => {
+          pair.refilling = false;
+          const takenAt = Date.now();
+          this.stats.taken += results.length;
+          const last = results.at(-1);
+          if (last) this.headroom.note(pair.key.orgId, last.transaction);
+          const fresh = results.map((result) => ({ result, takenAt }));
+          // Taken for an amount the pair has outgrown, or while stopping: give them back.
+          if (this.closed || amount !== pair.amount) this.releaseReady(pair, fresh);
+          else pair.ready.unshift(...fresh);
+        },
+        (error: unknown) => {
+          pair.refilling = false;
+          pair.refillAfter = Date.now() + REFILL_BACKOFF_MS;
+          this.log.warn({ err: error, org_id: pair.key.orgId }, 'taking holds ahead failed; calls take their own for now');
+        },
+      ),
     );
   }
 
