@@ -8,6 +8,7 @@ import { createKey, signUp, type Tenant } from '../support/api.ts';
 import { sseEvents } from '../support/sse.ts';
 import { spawnService, until } from '../support/processes.ts';
 import { startTestGateway, startTestWorker, testConfig, type TestGateway } from '../support/stack.ts';
+import { reconcile } from '@deepspace/core/billing/index';
 
 const children: ChildProcess[] = [];
 const spawnServiceHere = (script: string, env: NodeJS.ProcessEnv) => spawnService(script, env, children);
@@ -121,5 +122,65 @@ describe('crash faults', () => {
     const after = await gateway.deps.ledger.getWallet(tenant.org.id);
     expect(after.balanceMicros).toBe(before.balanceMicros);
     expect(after.frozenMicros).toBe(0n);
+  }, 120_000);
+
+  it('the gateway is SIGKILLed holding holds taken ahead for a busy key: the expiry schedule returns each, exactly once', async () => {
+    const port = await freePort();
+    const proc = spawnServiceHere('gateway/src/main.ts', { GATEWAY_PORT: String(port), UPSTREAM_TIMEOUT_MS: '1000', V1_HOLD_RESERVE: '8' });
+    await until(async () => {
+      try {
+        return (await fetch(`http://127.0.0.1:${port}/healthz`)).ok;
+      } catch {
+        return false;
+      }
+    }, 30_000, 'gateway');
+    const tenant = await funded('killreserve');
+    const key = await createKey(tenant, ['chat:write']);
+    const before = await gateway.deps.ledger.getWallet(tenant.org.id);
+    // A busy key: 60 calls, 4 at a time, so the gateway takes holds ahead for it.
+    const traces: string[] = [];
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (traces.length < 60) {
+          const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 16, messages: [{ role: 'user', content: 'Name one enzyme.' }] }),
+          });
+          expect(res.status).toBe(200);
+          await res.json();
+          traces.push(res.headers.get('x-trace-id')!);
+        }
+      }),
+    );
+    const reserve = { orgId: tenant.org.id, idempotencyKey: { startsWith: 'v1:reserve:' } };
+    // Every answered call is captured (they commit a moment after their answers); then kill.
+    await until(async () => (await gateway.deps.prisma.usageRecord.count({ where: { traceId: { in: traces } } })) === traces.length, 10_000, 'captures');
+    await until(async () => (await gateway.deps.prisma.hold.count({ where: { ...reserve, status: 'active' } })) > 0, 5_000, 'holds taken ahead');
+    proc.child.kill('SIGKILL');
+    // A refill statement sent just before the kill still commits: let it land before counting.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+
+    const ready = await gateway.deps.prisma.hold.findMany({ where: { ...reserve, status: 'active' } });
+    expect(ready.length).toBeGreaterThan(0);
+    // They live for the longest call (1 s) + 10 s margin + 10 s on the shelf.
+    for (const hold of ready) expect(hold.expiresAt.getTime() - hold.createdAt.getTime()).toBeLessThanOrEqual(21_500);
+    const worker = await startTestWorker();
+    try {
+      const latest = Math.max(...ready.map((h) => h.expiresAt.getTime()));
+      await until(async () => Date.now() > latest + 100, 30_000, 'expiry of the ready holds');
+      await worker.client.workflow.execute('expireHoldsWorkflow', { taskQueue: testConfig().temporal.taskQueue, workflowId: `expire-reserve-${tenant.org.id}`, args: [{}] });
+    } finally {
+      await worker.stop();
+    }
+    for (const hold of ready) {
+      expect((await gateway.deps.prisma.hold.findUniqueOrThrow({ where: { id: hold.id } })).status).toBe('expired');
+      expect((await holdTransactions(hold.id)).map((t) => t.kind)).toEqual(['hold', 'release']);
+    }
+    const usage = await gateway.deps.prisma.usageRecord.findMany({ where: { traceId: { in: traces } } });
+    const after = await gateway.deps.ledger.getWallet(tenant.org.id);
+    expect(after.frozenMicros).toBe(0n);
+    expect(after.balanceMicros).toBe(before.balanceMicros - usage.reduce((sum, u) => sum + u.costMicros, 0n));
+    expect((await reconcile(gateway.deps.pool, { walletIds: [before.id] })).drift).toEqual([]);
   }, 120_000);
 });
