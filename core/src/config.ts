@@ -56,7 +56,7 @@ const envSchema = z
     V1_CAPTURE_BATCH_MS: z.coerce.number().int().min(0).max(1_000).default(20),
     // /v1 non-stream: holds kept ready per busy (API key, model) pair, taken ahead of its calls;
     // 0 = every call takes its own.
-    V1_HOLD_RESERVE: z.coerce.number().int().min(0).max(256).default(16),
+    V1_HOLD_RESERVE: z.coerce.number().int().min(0).max(256).default(32),
     // Chat runs: the worker starts the upstream call beside the hold under the same rule as
     // V1_SPECULATIVE_HEADROOM (what that worker last saw of the org's wallet); 0 = hold first.
     CHAT_SPECULATIVE_HEADROOM: z.coerce.number().int().min(0).max(1_000_000).default(20),

@@ -13,7 +13,7 @@ describe('configuration', () => {
     expect(config.temporal.workflowThread).toBe(false);
     expect(loadConfig({ TEMPORAL_WORKFLOW_THREAD: 'true' }).temporal.workflowThread).toBe(true);
     expect(loadConfig({ TEMPORAL_CHAT_TASK_TIMEOUT_MS: '5000' }).temporal.chatWorkflowTaskTimeoutMs).toBe(5_000);
-    expect(config.v1).toEqual({ speculativeHeadroom: 20, settleBeforeResponse: false, captureBatchMs: 20, holdReserve: 16 });
+    expect(config.v1).toEqual({ speculativeHeadroom: 20, settleBeforeResponse: false, captureBatchMs: 20, holdReserve: 32 });
     expect(loadConfig({ V1_SPECULATIVE_HEADROOM: '0', V1_SETTLE_BEFORE_RESPONSE: 'true', V1_CAPTURE_BATCH_MS: '0', V1_HOLD_RESERVE: '0' }).v1).toEqual({ speculativeHeadroom: 0, settleBeforeResponse: true, captureBatchMs: 0, holdReserve: 0 });
     expect(() => loadConfig({ V1_HOLD_RESERVE: '257' })).toThrow(/V1_HOLD_RESERVE/);
     expect(() => loadConfig({ V1_CAPTURE_BATCH_MS: '1001' })).toThrow(/V1_CAPTURE_BATCH_MS/);
