@@ -1,13 +1,15 @@
 // Holds taken ahead for a busy (API key, model) pair (gateway/src/services/hold-reserve.ts): a
 // busy key's /v1 calls use holds that stood before they arrived, and the money stays exact — one
 // hold, one capture, one usage and one audit row per call; the holds left over are released when
-// the pair goes quiet or the gateway stops; reconcile finds no drift.
+// the pair goes quiet or the gateway stops; calls that find the reserve empty while a refill is on
+// its way wait for one of its holds; reconcile finds no drift.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reconcile } from '@deepspace/core/billing/index';
 import { createKey, signUp, type Tenant } from '../support/api.ts';
 import { startTestGateway, type TestGateway } from '../support/stack.ts';
 import { settleAfterResponses } from '../../gateway/src/services/settlements.ts';
-import { HOT_CALLS_PER_SECOND } from '../../gateway/src/services/hold-reserve.ts';
+import { WalletHeadroom } from '@deepspace/core/billing/wallet-headroom';
+import { HOT_CALLS_PER_SECOND, HoldReserve, type ReserveKey } from '../../gateway/src/services/hold-reserve.ts';
 
 let gateway: TestGateway;
 
@@ -99,16 +101,18 @@ describe('holds taken ahead for a busy key', () => {
     expect((await reconcile(gateway.deps.pool, { walletIds: [before.id] })).drift).toEqual([]);
   });
 
-  it('a call larger than the ready holds takes a hold of its own', async () => {
+  it('a call larger than the ready holds is not served by them: its hold is taken at its size', async () => {
     const { tenant, key } = await busyTenant(gateway, 'reserve-larger');
     await burst(gateway, key, 2 * HOT_CALLS_PER_SECOND);
     await until(async () => (await reserveHolds(gateway, tenant.org.id)).some((h) => h.status === 'active'), 5_000, 'holds taken ahead');
+    const smallAmount = (await reserveHolds(gateway, tenant.org.id)).find((h) => h.status === 'active')!.amountMicros;
     const large = await complete(gateway, key, 4_000);
     await settleAfterResponses();
     const usage = await gateway.deps.prisma.usageRecord.findFirstOrThrow({ where: { traceId: large } });
     const hold = await gateway.deps.prisma.hold.findUniqueOrThrow({ where: { id: usage.holdId! } });
-    expect(hold).toMatchObject({ traceId: large, status: 'captured' });
-    expect(hold.idempotencyKey.startsWith('v1:reserve:')).toBe(false);
+    // Its own, or one of the holds the pair now takes at the larger size (the refill it started).
+    expect(hold.status).toBe('captured');
+    expect(hold.amountMicros).toBeGreaterThan(smallAmount);
     await until(async () => (await gateway.deps.ledger.getWallet(tenant.org.id)).frozenMicros === 0n, 5_000, 'the ready holds to be released');
     expect((await reconcile(gateway.deps.pool, { walletIds: [(await gateway.deps.ledger.getWallet(tenant.org.id)).id] })).drift).toEqual([]);
   });
@@ -127,6 +131,62 @@ describe('holds taken ahead for a busy key', () => {
       expect((await reconcile(gateway.deps.pool, { walletIds: [wallet.id] })).drift).toEqual([]);
     } finally {
       if (!closed) await own.close();
+    }
+  });
+
+  it('calls that find no ready hold while a refill is on its way get one of its holds, not a statement of their own', async () => {
+    const tenant = await signUp(gateway.url, 'reserve-join');
+    await gateway.deps.ledger.topup({ orgId: tenant.org.id, amountMicros: 50_000_000n, idempotencyKey: `test-topup:${tenant.org.id}`, reason: 'test credit', actor: { type: 'system' } });
+    const wallet = await gateway.deps.ledger.getWallet(tenant.org.id);
+    const model = (await gateway.deps.catalog.get('gpt-4o-mini'))!;
+    const price = (await gateway.deps.catalog.priceAt(model.id))!;
+    const key: ReserveKey = { orgId: tenant.org.id, projectId: tenant.project.id, keyId: 'test-key-join', modelId: model.id, priceId: price.id };
+    const headroom = new WalletHeadroom({ factor: 20 });
+    headroom.note(tenant.org.id, { balanceAfterMicros: wallet.balanceMicros, frozenAfterMicros: wallet.frozenMicros });
+    const reserve = new HoldReserve({ ledger: gateway.deps.ledger, headroom, size: 4, callTtlMs: 60_000, log: gateway.deps.logger });
+    try {
+      // Not busy yet: every call takes its own.
+      for (let i = 1; i < HOT_CALLS_PER_SECOND; i++) expect(reserve.take(key, 1_000n)).toBeNull();
+      // The call that makes the pair busy starts a refill of 4; it and the next three wait for it,
+      // the fifth (nothing to spare) takes its own.
+      const waiting = Array.from({ length: 4 }, () => reserve.take(key, 1_000n));
+      expect(waiting.every((w) => w instanceof Promise)).toBe(true);
+      expect(reserve.take(key, 1_000n)).toBeNull();
+      const served = await Promise.all(waiting);
+      const ids = served.map((r) => r!.hold.id);
+      expect(new Set(ids).size).toBe(4);
+      expect(reserve.readyCount()).toBe(0);
+      const holds = await gateway.deps.prisma.hold.findMany({ where: { orgId: tenant.org.id } });
+      expect(holds.map((h) => h.id).sort()).toEqual([...ids].sort()); // the refill's holds, none other
+      expect(holds.every((h) => h.status === 'active' && h.idempotencyKey.startsWith('v1:reserve:') && h.amountMicros === 1_024n)).toBe(true);
+      expect(reserve.stats).toMatchObject({ served: 4, taken: 4 });
+      // The calls settle them as their own.
+      for (const id of ids) await gateway.deps.ledger.release({ holdId: id, idempotencyKey: `test-release:${id}`, reason: 'test', actor: { type: 'system' } });
+    } finally {
+      await reserve.close();
+    }
+    expect((await gateway.deps.ledger.getWallet(tenant.org.id)).frozenMicros).toBe(0n);
+    expect((await reconcile(gateway.deps.pool, { walletIds: [wallet.id] })).drift).toEqual([]);
+  });
+
+  it('when the refill they wait for is refused, the waiting calls are told to take their own', async () => {
+    const tenant = await signUp(gateway.url, 'reserve-join-refused');
+    // The wallet looks rich to this process (a stale sighting) but is empty: the refill is refused.
+    const model = (await gateway.deps.catalog.get('gpt-4o-mini'))!;
+    const price = (await gateway.deps.catalog.priceAt(model.id))!;
+    const key: ReserveKey = { orgId: tenant.org.id, projectId: tenant.project.id, keyId: 'test-key-refused', modelId: model.id, priceId: price.id };
+    const headroom = new WalletHeadroom({ factor: 20 });
+    headroom.note(tenant.org.id, { balanceAfterMicros: 1_000_000_000n, frozenAfterMicros: 0n });
+    const reserve = new HoldReserve({ ledger: gateway.deps.ledger, headroom, size: 4, callTtlMs: 60_000, log: gateway.deps.logger });
+    try {
+      for (let i = 1; i < HOT_CALLS_PER_SECOND; i++) reserve.take(key, 1_000n);
+      const waiting = [reserve.take(key, 1_000n), reserve.take(key, 1_000n)];
+      expect(waiting.every((w) => w instanceof Promise)).toBe(true);
+      expect(await Promise.all(waiting)).toEqual([null, null]);
+      expect(reserve.stats).toMatchObject({ served: 0, taken: 0 });
+      expect(await gateway.deps.prisma.hold.count({ where: { orgId: tenant.org.id } })).toBe(0);
+    } finally {
+      await reserve.close();
     }
   });
 

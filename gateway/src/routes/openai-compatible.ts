@@ -224,7 +224,7 @@ async function heldCall<T>(
       { orgId: key.orgId, projectId: key.projectId, keyId: key.keyId, modelId: model.id, priceId: priced.price.id },
       priced.estimate.amountMicros,
     );
-    if (reserved) {
+    if (reserved && !(reserved instanceof Promise)) {
       // A hold of this pair's taken ahead (hold-reserve.ts) already stands for this call.
       const callAt = performance.now();
       timing.preMs = timing.sinceArrival(callAt);
@@ -249,7 +249,10 @@ async function heldCall<T>(
     upstream.catch(() => undefined); // awaited below, or abandoned with a refused hold
     let hold: Settlement['hold'];
     try {
-      hold = await takeHold(ctx, key, model, priced);
+      // One of the holds a refill in flight is taking (hold-reserve.ts), else this call's own.
+      hold = await (reserved
+        ? reserved.then((result) => (result ? { ...result, estimate: priced.estimate, price: priced.price } : takeHold(ctx, key, model, priced)))
+        : takeHold(ctx, key, model, priced));
       const heldAt = performance.now();
       timing.holdMs = heldAt - callAt;
       if (answeredAt) timing.holdWaitMs = heldAt - answeredAt;

@@ -53,6 +53,10 @@ interface Pair {
   amount: bigint;
   ready: ReadyHold[];
   refilling: boolean;
+  /** How many holds the refill in flight brings, of what amount, and the calls waiting for one of them. */
+  incoming: number;
+  incomingAmount: bigint;
+  waiters: Array<(result: HoldResult | null) => void>;
   refillAfter: number;
   windowStart: number;
   windowCalls: number;
@@ -94,15 +98,22 @@ export class HoldReserve {
   }
 
   /**
-   * A ready hold that covers `estimateMicros` for this call, or null (take your own). Counts the
-   * call towards its pair's rate either way, and refills the pair in the background.
+   * A ready hold that covers `estimateMicros` for this call; or, when none is ready but a refill
+   * is on its way with one to spare, a promise of one of its holds (null if that refill fails:
+   * then take your own); or null (take your own). Counts the call towards its pair's rate either
+   * way, and refills the pair in the background.
+   *
+   * Waiting for a refill already in flight rather than taking an own hold: under load the refill
+   * usually lands first (it was sent earlier), and the database writes one statement, not one
+   * per call that found the reserve empty — which, when the database is what is slow, is what
+   * would keep it slow.
    */
-  take(key: ReserveKey, estimateMicros: bigint, now = Date.now()): HoldResult | null {
+  take(key: ReserveKey, estimateMicros: bigint, now = Date.now()): HoldResult | Promise<HoldResult | null> | null {
     if (this.size <= 0 || this.closed) return null;
     const id = `${key.keyId}\u0000${key.modelId}\u0000${key.priceId}\u0000${key.projectId}`;
     let pair = this.pairs.get(id);
     if (!pair) {
-      pair = { key, amount: 0n, ready: [], refilling: false, refillAfter: 0, windowStart: now, windowCalls: 0, hot: false, lastCall: now };
+      pair = { key, amount: 0n, ready: [], refilling: false, incoming: 0, incomingAmount: 0n, waiters: [], refillAfter: 0, windowStart: now, windowCalls: 0, hot: false, lastCall: now };
       this.pairs.set(id, pair);
       this.sweeper ??= setInterval(() => this.sweep(), SWEEP_MS).unref();
     }
@@ -123,9 +134,15 @@ export class HoldReserve {
     let served: ReadyHold | undefined;
     while ((served = pair.ready.pop()) && now - served.takenAt > MAX_AGE_MS) this.releaseReady(pair, [served]);
     if (pair.hot) this.refill(pair, now);
-    if (!served) return null;
-    this.stats.served++;
-    return served.result;
+    if (served) {
+      this.stats.served++;
+      return served.result;
+    }
+    if (pair.refilling && pair.incomingAmount === pair.amount && pair.waiters.length < pair.incoming) {
+      const waiters = pair.waiters;
+      return new Promise((resolve) => waiters.push(resolve));
+    }
+    return null;
   }
 
   /** Releases every ready hold and takes no more (a stopping process; also `releaseHoldReserves`). */
@@ -161,6 +178,8 @@ export class HoldReserve {
     // Only from a wallet seen recently with room to spare for all of them.
     if (!this.headroom.allows(pair.key.orgId, amount * BigInt(count))) return;
     pair.refilling = true;
+    pair.incoming = count;
+    pair.incomingAmount = amount;
     const traceId = newTraceId();
     // One statement for all of them (the ledger's holdMany): all or none.
     const holds = this.ledger.holdMany({
@@ -184,12 +203,23 @@ export class HoldReserve {
           const last = results.at(-1);
           if (last) this.headroom.note(pair.key.orgId, last.transaction);
           const fresh = results.map((result) => ({ result, takenAt }));
+          const waiters = pair.waiters.splice(0);
           // Taken for an amount the pair has outgrown, or while stopping: give them back.
-          if (this.closed || amount !== pair.amount) this.releaseReady(pair, fresh);
-          else pair.ready.unshift(...fresh);
+          if (this.closed || amount !== pair.amount) {
+            this.releaseReady(pair, fresh);
+            for (const waiter of waiters) waiter(null);
+            return;
+          }
+          for (const waiter of waiters) {
+            const next = fresh.shift();
+            if (next) this.stats.served++;
+            waiter(next ? next.result : null);
+          }
+          pair.ready.unshift(...fresh);
         },
         (error: unknown) => {
           pair.refilling = false;
+          for (const waiter of pair.waiters.splice(0)) waiter(null);
           pair.refillAfter = Date.now() + REFILL_BACKOFF_MS;
           this.log.warn({ err: error, org_id: pair.key.orgId }, 'taking holds ahead failed; calls take their own for now');
         },
