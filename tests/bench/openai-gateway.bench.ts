@@ -12,7 +12,7 @@
 // our gateway (startTestGateway) and Portkey each run in their own Node process. On this 2-core
 // machine they all share the CPU with each other, PostgreSQL and Redis.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -689,13 +689,25 @@ if (import.meta.main && process.argv.includes('--serve-gateway')) {
   const overrides = JSON.parse(process.env.BENCH_GATEWAY_OVERRIDES ?? '{}') as NodeJS.ProcessEnv;
   // Its pools as the deployed gateway makes them (gateway/src/main.ts).
   const gateway = await startTestGateway(overrides, { keepConnections: true });
+  // BENCH_HEAP_SAMPLE_FILE=path writes a sampling allocation profile of this process there at stop,
+  // garbage included (for investigations: what the young generation's scavenges collect).
+  const heapFile = process.env.BENCH_HEAP_SAMPLE_FILE;
+  const inspector = heapFile ? new (await import('node:inspector/promises')).Session() : null;
+  if (inspector) {
+    inspector.connect();
+    await inspector.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  }
   process.stdout.write(`BENCH_GATEWAY_URL=${gateway.url}\n`);
-  const stop = () => {
+  const stop = async () => {
+    if (inspector && heapFile) {
+      const { profile } = await inspector.post('HeapProfiler.stopSampling');
+      writeFileSync(heapFile, JSON.stringify(profile));
+    }
     gateway.close().then(
       () => process.exit(0),
       () => process.exit(1),
     );
   };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  process.once('SIGTERM', () => void stop());
+  process.once('SIGINT', () => void stop());
 }
