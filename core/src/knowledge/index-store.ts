@@ -504,14 +504,16 @@ export class KnowledgeIndex {
   async #openTable(name: string): Promise<OpenTable | null> {
     const cached = this.#tables.get(name);
     if (cached) return cached;
-    let table: lancedb.Table;
+    let open: OpenTable;
     try {
-      table = await this.#db.openTable(name);
+      const table = await this.#db.openTable(name);
+      open = { table, dims: vectorDims(await table.schema()) };
     } catch (error) {
+      // Absent, or dropped while we opened it (a knowledge base being deleted: its directory goes
+      // away between the open and the schema read, which then fails "not found" too).
       if (isNotFound(error)) return null;
       throw error;
     }
-    const open = { table, dims: vectorDims(await table.schema()) };
     this.#tables.set(name, open);
     return open;
   }
@@ -564,7 +566,9 @@ export class KnowledgeIndex {
 
   /**
    * Runs `fn` on the table, or `missing` when there is none. A cached handle whose table another
-   * process dropped (and perhaps re-created) since fails "not found": forget it and try once more.
+   * process dropped (and perhaps re-created) since fails "not found": forget it and try again; a
+   * table being dropped at this moment can fail so on a fresh handle too, and is then found absent
+   * by the next open.
    */
   async #withTable<T>(name: string, fn: (open: OpenTable) => Promise<T>, missing: () => T | Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
@@ -573,7 +577,7 @@ export class KnowledgeIndex {
       try {
         return await fn(open);
       } catch (error) {
-        if (attempt > 1 || !isNotFound(error)) throw error;
+        if (attempt > 2 || !isNotFound(error)) throw error;
         if (this.#tables.get(name) === open) this.#tables.delete(name);
       }
     }
