@@ -4,7 +4,7 @@
 // and the web and admin apps. Ctrl-C stops every child process.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { createPrisma, DEMO, ensureDatabase, loadConfigOrExit, migrate, devServerFlags, seedDemo } from '@deepspace/core';
+import { createPrisma, DEMO, ensureDatabase, loadConfigOrExit, migrate, devServerDbFileFlags, devServerFlags, seedDemo } from '@deepspace/core';
 import { DATA_DIR, MIGRATIONS_DIR, ROOT } from './lib/paths.ts';
 import { ensureNuxtBuild, nuxtServerEntry } from './lib/nuxt.ts';
 import { canConnect, ensurePostgres, ensureRedis, ensureTemporalCli, log, waitFor } from './lib/services.ts';
@@ -62,7 +62,7 @@ try {
       '--ip', temporalHost === 'localhost' ? '127.0.0.1' : temporalHost,
       '--port', temporalPortText,
       '--ui-port', String(config.ports.temporalUi),
-      '--db-filename', path.join(dataDir, 'temporal.db'),
+      ...devServerDbFileFlags(path.join(dataDir, 'temporal.db')),
       '--log-level', 'warn',
       ...devServerFlags(),
     ]);

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { devServerFlags } from '@deepspace/core/run-events';
+import { devServerDbFileFlags, devServerFlags } from '@deepspace/core/run-events';
 
 export const TEMPORAL_CLI_VERSION = 'v1.5.1';
 export const TEMPORAL_CACHE_DIR = process.env.DEEPSPACE_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'deepspace', 'bin');
@@ -159,7 +159,7 @@ export async function startTemporalDevServer(options: {
   if (options.ui === false) args.push('--headless');
   if (options.dbFile) {
     mkdirSync(path.dirname(options.dbFile), { recursive: true });
-    args.push('--db-filename', options.dbFile);
+    args.push(...devServerDbFileFlags(options.dbFile));
   }
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: false });
   let output = '';

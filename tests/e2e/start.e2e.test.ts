@@ -2,7 +2,7 @@
 // 200 with PostgreSQL, Redis and Temporal ok, the apps answer, the demo login works; Ctrl-C
 // (SIGINT) stops every child process; a second start reuses what exists (no duplicate seed rows).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -46,6 +46,14 @@ async function start(env: Record<string, string>): Promise<Started> {
     await new Promise((r) => setTimeout(r, 250));
   }
   return { child, output: () => output, exit };
+}
+
+async function stop(stack: Started): Promise<void> {
+  if (stack.child.exitCode !== null || stack.child.signalCode !== null) return;
+  stack.child.kill('SIGINT');
+  const timer = setTimeout(() => stack.child.kill('SIGKILL'), 20_000);
+  await stack.exit;
+  clearTimeout(timer);
 }
 
 function alive(pid: number): boolean {
@@ -94,6 +102,10 @@ describe('npm start', () => {
       const models = await fetch(`http://127.0.0.1:${env.SIMULATOR_PORT}/health`);
       expect(models.status).toBe(200);
 
+      // Temporal keeps its state in the data dir, in write-ahead-log mode (DEV_SERVER_SQLITE_PRAGMAS).
+      expect(existsSync(path.join(dataDir, 'temporal.db'))).toBe(true);
+      expect(existsSync(path.join(dataDir, 'temporal.db-wal'))).toBe(true);
+
       const pids = /ready \(pids: ([\d ]+)\)/.exec(out)![1]!.trim().split(/\s+/).map(Number);
       expect(pids.length).toBe(6); // temporal, upstream simulator, worker, gateway, web, admin
       stack.child.kill('SIGINT');
@@ -103,7 +115,8 @@ describe('npm start', () => {
         expect(await canConnect('127.0.0.1', Number(port)), `port ${port} still open`).toBe(false);
       }
     } finally {
-      stack.child.kill('SIGKILL');
+      // On a failed assertion: Ctrl-C first, so npm start stops its children (a SIGKILL would orphan them).
+      await stop(stack);
     }
   });
 

@@ -2,7 +2,7 @@
 // .env.example). No Docker engine is needed: the files are parsed and checked against the
 // configuration schema of core/src/config.ts, so renaming a variable, dropping a service or a
 // health check, or forgetting a new config key in .env.example fails here.
-import { DEV_SERVER_DYNAMIC_CONFIG, SEARCH_ATTRIBUTES } from '@deepspace/core/run-events';
+import { DEV_SERVER_DYNAMIC_CONFIG, DEV_SERVER_SQLITE_PRAGMAS, SEARCH_ATTRIBUTES } from '@deepspace/core/run-events';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -231,6 +231,7 @@ describe('docker-compose.yml', () => {
     expect(flag('--ip')).toBe('0.0.0.0');
     expect(flag('--db-filename')).toBe('/data/temporal.db');
     expect(flag('--ui-port')).toBe('8233');
+    expect(args.filter((_, i) => args[i - 1] === '--sqlite-pragma')).toEqual([...DEV_SERVER_SQLITE_PRAGMAS]);
     const dynamic = args.filter((_, i) => args[i - 1] === '--dynamic-config-value');
     expect(dynamic).toEqual(expect.arrayContaining([...DEV_SERVER_DYNAMIC_CONFIG]));
     // The platform's search attributes must exist, or starting a chat run fails.
