@@ -12,7 +12,7 @@
 // our gateway (startTestGateway) and Portkey each run in their own Node process. On this 2-core
 // machine they all share the CPU with each other, PostgreSQL and Redis.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -21,7 +21,6 @@ import { createPgPool } from '@deepspace/core';
 import { Ledger } from '@deepspace/core/billing/index';
 import { freePort } from '../../scripts/lib/services.ts';
 import { createKey, signUp } from '../support/api.ts';
-import { startTestGateway } from '../support/stack.ts';
 import { GATEWAY_NODE_FLAGS } from '../../gateway/src/node-flags.ts';
 import { round, type BenchResult, type BenchSuite } from './harness.ts';
 
@@ -115,7 +114,7 @@ async function startSimulatorProcess(): Promise<{ child: Child; url: string }> {
   return { child, url: match[1]! };
 }
 
-/** Our gateway (startTestGateway) in its own process: this file run with --serve-gateway. */
+/** Our gateway (startTestGateway) in its own process: v1-gateway-server.ts, which loads only the gateway. */
 async function startGatewayProcess(simulatorUrl: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: Child; url: string }> {
   const { child, match } = await spawnNode(
     // BENCH_CPU_PROF_DIR=dir writes a CPU profile of our gateway process there (for investigations).
@@ -124,8 +123,7 @@ async function startGatewayProcess(simulatorUrl: string, env: NodeJS.ProcessEnv 
       // The flags the gateway runs with everywhere; BENCH_GATEWAY_NODE_ARGS, when set (even empty),
       // replaces them for an experiment.
       ...(process.env.BENCH_GATEWAY_NODE_ARGS ?? GATEWAY_NODE_FLAGS.join(' ')).split(' ').filter(Boolean),
-      fileURLToPath(import.meta.url),
-      '--serve-gateway',
+      path.join(ROOT, 'tests/bench/v1-gateway-server.ts'),
     ],
     { ...process.env, NEWAPI_BASE_URL: simulatorUrl, NEWAPI_API_KEY: SIM_KEY, BENCH_GATEWAY_OVERRIDES: JSON.stringify({ ...GATEWAY_OVERRIDES, ...env }) },
     /^BENCH_GATEWAY_URL=(\S+)$/,
@@ -683,31 +681,3 @@ const suite: BenchSuite = {
 };
 
 export default suite;
-
-// Child mode: serve our gateway (startTestGateway) in this process until SIGTERM.
-if (import.meta.main && process.argv.includes('--serve-gateway')) {
-  const overrides = JSON.parse(process.env.BENCH_GATEWAY_OVERRIDES ?? '{}') as NodeJS.ProcessEnv;
-  // Its pools as the deployed gateway makes them (gateway/src/main.ts).
-  const gateway = await startTestGateway(overrides, { keepConnections: true });
-  // BENCH_HEAP_SAMPLE_FILE=path writes a sampling allocation profile of this process there at stop,
-  // garbage included (for investigations: what the young generation's scavenges collect).
-  const heapFile = process.env.BENCH_HEAP_SAMPLE_FILE;
-  const inspector = heapFile ? new (await import('node:inspector/promises')).Session() : null;
-  if (inspector) {
-    inspector.connect();
-    await inspector.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
-  }
-  process.stdout.write(`BENCH_GATEWAY_URL=${gateway.url}\n`);
-  const stop = async () => {
-    if (inspector && heapFile) {
-      const { profile } = await inspector.post('HeapProfiler.stopSampling');
-      writeFileSync(heapFile, JSON.stringify(profile));
-    }
-    gateway.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.once('SIGTERM', () => void stop());
-  process.once('SIGINT', () => void stop());
-}
