@@ -71,4 +71,4 @@ USER node
 # gateway, web, admin, upstream simulator
 EXPOSE 8080 3000 3001 4010
 # The gateway by default; docker-compose.yml sets the command of every service.
-CMD ["node", "--single-threaded-gc", "gateway/src/main.ts"]
+CMD ["node", "--single-threaded-gc", "--max-semi-space-size=16", "gateway/src/main.ts"]
