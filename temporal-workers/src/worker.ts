@@ -7,6 +7,7 @@ import { createRedis, type AppConfig, type Logger, type PgPool, type PrismaClien
 import { createUpstreamClient, type OpenAI } from '@deepspace/core/ai/upstream';
 import { createKnowledgeRuntime, type KnowledgeRuntime } from '@deepspace/core/knowledge/runtime';
 import { createActivities } from './activities/index.ts';
+import { installLeanSandboxCalls } from './sandbox-calls.ts';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
 
@@ -58,6 +59,7 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     ...sandbox,
     ...options.overrides,
   });
+  if (sandbox.debugMode) installLeanSandboxCalls();
   return sandbox.debugMode ? withMainRealmPromisesSkipped(create) : create();
 }
 

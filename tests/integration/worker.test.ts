@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import vm from 'node:vm';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
@@ -7,6 +8,7 @@ import { ROOT } from '../../scripts/lib/paths.ts';
 import { freePort } from '../../scripts/lib/services.ts';
 import { startTestWorker } from '../support/stack.ts';
 import { workflowSandboxOptions } from '../../temporal-workers/src/worker.ts';
+import { leanSandboxCalls } from '../../temporal-workers/src/sandbox-calls.ts';
 
 function runWorker(env: NodeJS.ProcessEnv) {
   const child = spawn(process.execPath, [path.join(ROOT, 'temporal-workers/src/main.ts')], {
@@ -101,6 +103,51 @@ describe('worker process', () => {
       await waiting.signal('release');
       expect(await waiting.result()).toBe('released');
     } finally {
+      await stack.stop();
+    }
+  });
+
+  it('keeps the deadlock guard on every sandbox call that can run workflow code, and only there (sandbox-calls.ts)', async () => {
+    // Every call into the sandbox, by the SDK's entry point name, with or without the watchdog.
+    const calls: Array<{ fn: string; guarded: boolean }> = [];
+    const runInContext = vm.Script.prototype.runInContext;
+    vm.Script.prototype.runInContext = function (this: vm.Script, context: vm.Context, options?: vm.RunningScriptOptions) {
+      const args = (context as { __temporal_args?: [unknown, string, unknown[]] }).__temporal_args;
+      if (args) calls.push({ fn: args[1], guarded: options?.timeout !== undefined });
+      return runInContext.call(this, context, options);
+    };
+    const stack = await startTestWorker({}, { workflowsPath: path.join(ROOT, 'tests/integration/fixtures/stuck-workflows.ts') });
+    try {
+      const taskQueue = stack.worker.options.taskQueue;
+      const workflowsBefore = leanSandboxCalls.workflows;
+      calls.length = 0;
+      expect(await stack.client.workflow.execute('echoWorkflow', { taskQueue, workflowId: `echo-lean-${Date.now()}`, args: ['lean'] })).toBe('lean');
+      expect(leanSandboxCalls.workflows).toBe(workflowsBefore + 1);
+      const guarded = [...new Set(calls.filter((c) => c.guarded).map((c) => c.fn))].sort();
+      const unguarded = [...new Set(calls.filter((c) => !c.guarded).map((c) => c.fn))].sort();
+      // Workflow code runs in these (module evaluation, the workflow function, signal handlers).
+      expect(guarded).toEqual(['activate', 'initRuntime', 'initialize']);
+      // SDK code only (the run's dispose may come later, on eviction); tryUnblockConditions with
+      // nothing blocked does not enter the sandbox at all.
+      expect(unguarded).toContain('concludeActivation');
+      expect(unguarded.filter((fn) => fn !== 'concludeActivation' && fn !== 'dispose')).toEqual([]);
+      expect(calls.some((c) => c.fn === 'tryUnblockConditions')).toBe(false);
+
+      // A blocked condition is evaluated in a guarded call: a predicate that spins fails the task.
+      const spinning = await stack.client.workflow.start('spinningConditionWorkflow', { taskQueue, workflowId: `spin-${Date.now()}` });
+      await spinning.signal('spin');
+      const startedAt = Date.now();
+      let failure: string | undefined;
+      while (!failure && Date.now() - startedAt < 30_000) {
+        await new Promise((r) => setTimeout(r, 250));
+        const history = await spinning.fetchHistory();
+        failure = history.events?.find((e) => e.workflowTaskFailedEventAttributes)?.workflowTaskFailedEventAttributes?.failure?.message ?? undefined;
+      }
+      expect(failure).toMatch(/Script execution timed out after 5000ms/);
+      expect(calls.some((c) => c.fn === 'tryUnblockConditions' && c.guarded)).toBe(true);
+      await spinning.terminate('test done');
+    } finally {
+      vm.Script.prototype.runInContext = runInContext;
       await stack.stop();
     }
   });
