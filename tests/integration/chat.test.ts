@@ -84,6 +84,9 @@ describe('chat', () => {
       return null;
     });
     expect(found.workflowId).toBe(run.body.temporal_workflow_id);
+    // The run row names the Temporal run too (written by the worker with the running mark).
+    const row = await gateway.deps.prisma.workflowRun.findUniqueOrThrow({ where: { id: runId } });
+    expect(row.temporalRunId).toBe(found.runId);
   });
 
   it('a reconnect with Last-Event-ID resumes with no loss and no duplicates', async () => {

@@ -324,8 +324,11 @@ export function chatRoutes(api: ApiRouter): void {
       await ctx.audit({ action: 'chat.message.create', resourceType: 'chat_session', resourceId: session.id, orgId: project.orgId, projectId: project.id, details: { run_id: runId, replay: true } });
     }
     const traceId = written.trace_id;
+    // A run this request created and started has no events yet and cannot have ended without
+    // them: the relay need not ask the database first.
+    let startedHere = written.created;
     try {
-      const handle = await deps.temporal.client.workflow.start(CHAT_WORKFLOW_TYPE, {
+      await deps.temporal.client.workflow.start(CHAT_WORKFLOW_TYPE, {
         taskQueue: deps.config.temporal.taskQueue,
         workflowId,
         args: [{ ...input, traceId }],
@@ -344,11 +347,10 @@ export function chatRoutes(api: ApiRouter): void {
           DsRunKind: ['chat'],
         },
       });
-      // Bookkeeping only: the stream need not wait for it.
-      void deps.prisma.workflowRun
-        .update({ where: { id: runId }, data: { temporalRunId: handle.firstExecutionRunId } })
-        .catch((error: unknown) => ctx.log.warn({ err: error, run_id: runId }, 'could not record the Temporal run id'));
+      // The Temporal run id is recorded by the worker when it marks the run running (one commit
+      // per message fewer here).
     } catch (error) {
+      startedHere = false;
       if (!(error instanceof WorkflowExecutionAlreadyStartedError)) {
         await deps.prisma.workflowRun.updateMany({ where: { id: runId, status: 'queued' }, data: { status: 'failed', error: { code: 'service_unavailable', message: 'could not start the run' } } });
         throw new AppError('service_unavailable', 'The workflow engine is unavailable; try again', { cause: error });
@@ -357,7 +359,7 @@ export function chatRoutes(api: ApiRouter): void {
 
     openSse(ctx.res);
     writeSse(ctx.res, 'run', { run_id: runId, user_message_id: userMessageId, assistant_message_id: assistantMessageId, trace_id: traceId, workflow_id: workflowId, model: model.name });
-    await relayRunEvents(deps.redis, ctx.res, runId, '0', finalEventFor(ctx, runId));
+    await relayRunEvents(deps.redis, ctx.res, runId, '0', finalEventFor(ctx, runId), { justStarted: startedHere });
   });
 
   api.handle('getChatRun', async (ctx) => {

@@ -196,9 +196,17 @@ export function createChatActivities(deps: ActivityDeps) {
     };
   }
 
-  /** The run is running: its row and its `run.started` event. */
+  /**
+   * The run is running: its row (with the Temporal run id, which the gateway leaves to this write
+   * rather than commit an update of its own per message) and its `run.started` event.
+   */
   async function markRunning(input: ChatRunInput, modelName: string): Promise<void> {
-    await deps.pool.query(`UPDATE workflow_runs SET status = 'running', started_at = COALESCE(started_at, now()) WHERE id = $1::uuid AND status IN ('queued', 'running')`, [input.runId]);
+    const temporalRunId = Context.current().info.workflowExecution?.runId ?? null;
+    await deps.pool.query(
+      `UPDATE workflow_runs SET status = 'running', started_at = COALESCE(started_at, now()), temporal_run_id = COALESCE(temporal_run_id, $2)
+        WHERE id = $1::uuid AND status IN ('queued', 'running')`,
+      [input.runId, temporalRunId],
+    );
     await appendRunEvent(deps.redis, input.runId, 'run.started', { run_id: input.runId, model: modelName, trace_id: input.traceId });
   }
 
