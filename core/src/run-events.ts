@@ -155,8 +155,7 @@ export class RunDeltaBatcher {
   }
 }
 
-/** Stream entries (XREAD/XRANGE replies) as run events. */
-export function parseRunEntries(entries: Array<[string, string[]]>): RunEvent[] {
+function parseEntries(entries: Array<[string, string[]]>): RunEvent[] {
   return entries.map(([id, fields]) => {
     const map = new Map<string, string>();
     for (let i = 0; i + 1 < fields.length; i += 2) map.set(fields[i]!, fields[i + 1]!);
@@ -176,7 +175,7 @@ export async function readRunEvents(redis: Redis, runId: string, afterId: string
       : await redis.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', key, afterId)
   ) as Array<[string, Array<[string, string[]]>]> | null;
   if (!result || !result[0]) return [];
-  return parseRunEntries(result[0][1]);
+  return parseEntries(result[0][1]);
 }
 
 export async function runEventsExist(redis: Redis, runId: string): Promise<boolean> {

@@ -9,7 +9,7 @@ import { createApp } from './app.ts';
 import { settleHealthChecks } from './routes/health.ts';
 import { settleAfterResponses } from './services/settlements.ts';
 import { releaseHoldReserves } from './services/hold-reserve.ts';
-import { closeRunEventHub } from './services/sse.ts';
+import { closeRelayReaders } from './services/sse.ts';
 
 const config = loadConfigOrExit();
 const logger = createLogger('gateway', config.logLevel);
@@ -52,7 +52,7 @@ async function shutdown(signal: string) {
   await settleHealthChecks();
   await settleAfterResponses();
   await releaseHoldReserves(ledger);
-  closeRunEventHub(redis);
+  closeRelayReaders(redis);
   await Promise.allSettled([prisma.$disconnect(), ledger.end().then(() => pool.end()), redis.quit(), connection.close()]);
   clearTimeout(force);
   process.exit(0);

@@ -13,7 +13,7 @@ import { createApp } from '../../gateway/src/app.ts';
 import { settleHealthChecks } from '../../gateway/src/routes/health.ts';
 import { settleAfterResponses } from '../../gateway/src/services/settlements.ts';
 import { releaseHoldReserves } from '../../gateway/src/services/hold-reserve.ts';
-import { closeRunEventHub } from '../../gateway/src/services/sse.ts';
+import { closeRelayReaders } from '../../gateway/src/services/sse.ts';
 import type { GatewayDeps } from '../../gateway/src/deps.ts';
 
 export function testConfig(overrides: NodeJS.ProcessEnv = {}): AppConfig {
@@ -71,7 +71,7 @@ export async function startTestGateway(overrides: NodeJS.ProcessEnv = {}, option
       await settleHealthChecks();
       await settleAfterResponses();
       await releaseHoldReserves(deps.ledger);
-      closeRunEventHub(redis);
+      closeRelayReaders(redis);
       await Promise.allSettled([prisma.$disconnect(), pool.end(), redis.quit(), connection.close()]);
     },
   };
